@@ -1,0 +1,56 @@
+# Treadle — one entry point for setting up, generating, checking and testing.
+# `make help` lists the targets. Everything installs itself: a fresh clone needs
+# only python3 (3.11+), node and go on PATH.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: help install run gen check-gen lint format vectors test clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+install: $(UV) ## create .venv with every workspace member and the dev tools (from uv.lock)
+	$(UV) sync --locked --all-packages --python $(PYTHON) --quiet
+
+run: install ## run the orchestrator
+	@echo "The orchestrator is not built yet (issue: the orchestrator). Nothing to run." >&2
+	@exit 1
+
+gen: install ## regenerate code from protocol/schema
+	$(PY) protocol/tools/gen.py
+
+check-gen: install ## fail if generated code is stale
+	$(PY) protocol/tools/gen.py --check
+
+lint: install ## ruff (lint + format check) and mypy --strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install ## apply ruff's formatting and safe fixes
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+vectors: install ## check protocol/vectors against their schema and the reference implementation
+	$(PY) protocol/tools/check_vectors.py
+
+test: install check-gen lint vectors ## everything: generated code, lint, vectors, all tests
+	$(VENV)/bin/pytest
+
+clean: ## remove the environments and caches
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .hypothesis
