@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import Any, Final, cast
 
 from ._wire import (
+    DISPOSITION_VALUES,
+    ERROR_CODE_VALUES,
     PROTOCOL_VERSION,
     ActivityHeartbeatMessage,
     CancelMessage,
@@ -28,7 +30,7 @@ from ._wire import (
     TaskResultMessage,
 )
 from .errors import EncodeError
-from .jsonjs import dumps, is_json_value
+from .jsonjs import dumps, is_finite_number, is_json_value
 
 __all__ = [
     "UNSET",
@@ -73,6 +75,21 @@ def _require(field: str, value: object) -> str:
     return value
 
 
+def _number(field: str, value: object, minimum: float | None = None) -> int | float:
+    if not is_finite_number(value):
+        raise EncodeError(f"{field} must be a finite number")
+    number = cast("int | float", value)
+    if minimum is not None and number < minimum:
+        raise EncodeError(f"{field} must be at least {minimum:g}")
+    return number
+
+
+def _member(field: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise EncodeError(f"{field} must be one of {', '.join(allowed)}")
+    return value
+
+
 def _json(field: str, value: object) -> JsonValue:
     if not is_json_value(value):
         raise EncodeError(f"{field} must be a JSON value (finite numbers, string keys)")
@@ -106,7 +123,7 @@ def task(
         "operationId": _require("operationId", operation_id),
         "activityName": _require("activityName", activity_name),
         "input": _json("input", input),
-        "attempt": attempt,
+        "attempt": int(_number("attempt", attempt, 1)),
         "attemptToken": _require("attemptToken", attempt_token),
     }
     if workflow_execution_token is not None:
@@ -119,7 +136,7 @@ def task(
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
             raise EncodeError("headers must map strings to strings")
         message["headers"] = dict(headers)
-    message["visibilityTimeout"] = visibility_timeout
+    message["visibilityTimeout"] = _number("visibilityTimeout", visibility_timeout, 0)
     if not isinstance(last_heartbeat_details, Unset):
         message["lastHeartbeatDetails"] = _json("lastHeartbeatDetails", last_heartbeat_details)
     return message
@@ -154,10 +171,10 @@ def register_ack(
         "protocolVersion": PROTOCOL_VERSION,
         "workerId": _require("workerId", worker_id),
         "queue": _require("queue", queue),
-        "concurrency": concurrency,
+        "concurrency": _number("concurrency", concurrency, 1),
         "acceptedManifestDigest": _require("acceptedManifestDigest", accepted_manifest_digest),
         "serverCapabilities": [],
-        "sessionGeneration": session_generation,
+        "sessionGeneration": _number("sessionGeneration", session_generation, 1),
     }
 
 
@@ -169,7 +186,11 @@ def protocol_error(
     attempt_token: str | None = None,
 ) -> ProtocolErrorMessage:
     """A ``protocolError``; with both ids it is correlated (rejects one result, no close)."""
-    frame: ProtocolErrorMessage = {"type": "protocolError", "code": code, "message": message}
+    frame: ProtocolErrorMessage = {
+        "type": "protocolError",
+        "code": cast(ErrorCodeValue, _member("code", code, ERROR_CODE_VALUES)),
+        "message": message,
+    }
     if (operation_id is None) != (attempt_token is None):
         raise EncodeError("a correlated protocolError needs both operationId and attemptToken")
     if operation_id is not None and attempt_token is not None:
@@ -186,7 +207,9 @@ def task_result_ack(
         "type": "taskResultAck",
         "operationId": _require("operationId", operation_id),
         "attemptToken": _require("attemptToken", attempt_token),
-        "disposition": disposition,
+        "disposition": cast(
+            DispositionValue, _member("disposition", disposition, DISPOSITION_VALUES)
+        ),
     }
 
 
@@ -207,12 +230,14 @@ def register(
         "protocolVersion": PROTOCOL_VERSION,
         "workerId": _require("workerId", worker_id),
         "manifest": cast(dict[str, JsonValue], dict(manifest)),
-        "concurrency": concurrency,
+        "concurrency": _number("concurrency", concurrency),
     }
     if started_at is not None:
-        message["startedAt"] = started_at
+        message["startedAt"] = _number("startedAt", started_at)
     if resume_session_generation is not None:
-        message["resumeSessionGeneration"] = resume_session_generation
+        message["resumeSessionGeneration"] = _number(
+            "resumeSessionGeneration", resume_session_generation
+        )
     return message
 
 

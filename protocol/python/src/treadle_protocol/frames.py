@@ -198,7 +198,10 @@ def _invalid_registration(message: str) -> FrameRejection:
 def _parse_register(record: dict[str, Any]) -> WorkerMessage | FrameRejection:
     version = record.get("protocolVersion")
     if isinstance(version, bool) or version != PROTOCOL_VERSION:
-        requested = cast(float, version) if is_finite_number(version) else None
+        # Echo the number JavaScript would hold: past 2**53 an integer is a double.
+        requested = float(cast(float, version)) if is_finite_number(version) else None
+        if requested is not None and requested.is_integer() and abs(requested) < 2**53:
+            requested = int(requested)
         return register_error(
             RegisterErrorCode.UNSUPPORTED_PROTOCOL_VERSION,
             unsupported_version_message(version),

@@ -61,6 +61,12 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not JSON")
 
 
+def _parse_int(digits: str) -> int | float:
+    # Python refuses int() of more than ~4300 digits; JavaScript reads any
+    # integer literal as the nearest double (Infinity past about 1.8e308).
+    return int(digits) if len(digits) <= 4000 else float(digits)
+
+
 def loads(data: str | bytes | bytearray | memoryview) -> Any:
     """Decode one JSON text as ``JSON.parse`` would.
 
@@ -80,7 +86,7 @@ def loads(data: str | bytes | bytearray | memoryview) -> Any:
         except UnicodeDecodeError as exc:
             raise InvalidJsonError("not UTF-8") from exc
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int)
     except (ValueError, RecursionError) as exc:
         raise InvalidJsonError(str(exc)) from exc
 
