@@ -13,9 +13,11 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from ._wire import MESSAGES_SCHEMA_ID, SCHEMA_FILES
+from ._wire import SCHEMA_FILES
 
-__all__ = ["SCHEMA_FILES", "load_schema", "message_validator", "validator"]
+MESSAGES_SCHEMA_FILE = "remote-worker-protocol.json"
+
+__all__ = ["MESSAGES_SCHEMA_FILE", "SCHEMA_FILES", "load_schema", "message_validator", "validator"]
 
 
 @cache
@@ -57,6 +59,4 @@ def validator(schema_name: str, pointer: str = "") -> Any:
 def message_validator(message_type: str | None = None) -> Any:
     """A validator for any WebSocket message, or for one message type."""
     pointer = f"/$defs/messages/{message_type}" if message_type else ""
-    if pointer:
-        return validator("remote-worker-protocol.json", pointer)
-    return validator(next(n for n in SCHEMA_FILES if load_schema(n)["$id"] == MESSAGES_SCHEMA_ID))
+    return validator(MESSAGES_SCHEMA_FILE, pointer)
