@@ -1,0 +1,361 @@
+"""The task ledger: the durable record of every task and its transitions, sans I/O.
+
+A :class:`TaskRecord` is immutable.  Each transition below is a pure function
+from a record (and the time, and fresh tokens passed in) to the next record,
+with ``generation`` bumped by one; it raises :class:`TransitionError` when it
+does not apply.  The store writes the result only if the stored generation is
+still the one the transition started from (compare-and-swap), so two writers —
+two coroutines, or two orchestrator nodes on one database — can never both
+win: one lease per attempt, one applied result per task.
+
+States::
+
+    queued ──lease──▶ leased ──complete──▶ terminal{completed|failed}
+      ▲                 │ │ ╲──cancel──▶ cancelling ──complete──▶ terminal{cancelled|…}
+      └──requeue────────┘ │                   └──settle_uncertain──▶ terminal{cancelled, uncertain}
+    queued ──cancel──▶ terminal{cancelled}
+    requeue past maxAttempts ──▶ terminal{retryExhausted}
+
+Weft writes ``completing`` between ``leased`` and ``terminal``; a single-row
+compare-and-swap makes that intermediate step unnecessary here, so Treadle
+never stores it (the state name stays reserved in the schema).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from typing import Any, Final, Literal
+
+from treadle_protocol import JsonValue
+from treadle_protocol.jsonjs import canonical_json
+
+from .errors import TransitionError
+from .retry import RetryPolicy
+
+__all__ = [
+    "ATTEMPT_DEADLINE_MULTIPLIER",
+    "DEFAULT_VISIBILITY_TIMEOUT_MS",
+    "MAX_VISIBILITY_TIMEOUT_MS",
+    "MIN_VISIBILITY_TIMEOUT_MS",
+    "NO_DETAILS",
+    "TaskRecord",
+    "clamp_visibility_timeout",
+    "complete",
+    "exhausted_message",
+    "lease",
+    "new_task",
+    "renew",
+    "request_cancel",
+    "requeue",
+    "result_digest",
+    "settle_uncertain",
+]
+
+DEFAULT_VISIBILITY_TIMEOUT_MS: Final = 30_000
+MIN_VISIBILITY_TIMEOUT_MS: Final = 10
+MAX_VISIBILITY_TIMEOUT_MS: Final = 3_600_000
+ATTEMPT_DEADLINE_MULTIPLIER: Final = 6
+
+State = Literal["queued", "leased", "cancelling", "terminal", "deadLettered"]
+Disposition = Literal["completed", "failed", "cancelled", "retryExhausted"]
+Status = Literal["completed", "failed", "cancelled"]
+
+
+class _NoDetails:
+    """No heartbeat details were stored (distinct from details ``null``)."""
+
+    def __repr__(self) -> str:
+        return "NO_DETAILS"
+
+
+NO_DETAILS: Final = _NoDetails()
+
+
+def clamp_visibility_timeout(value: float | None) -> int:
+    """Weft's rule: default 30 000 ms, clamped to [10, 3 600 000]; non-finite → default."""
+    if value is None or value != value or value in (float("inf"), float("-inf")):
+        return DEFAULT_VISIBILITY_TIMEOUT_MS
+    return int(min(max(value, MIN_VISIBILITY_TIMEOUT_MS), MAX_VISIBILITY_TIMEOUT_MS))
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """One task, as the ledger holds it.  Times are epoch milliseconds."""
+
+    operation_id: str
+    queue: str
+    activity_name: str
+    input: JsonValue
+    state: State
+    generation: int
+    attempt: int
+    created_at: int
+    available_at: int
+    visibility_timeout_ms: int = DEFAULT_VISIBILITY_TIMEOUT_MS
+    retry_policy: RetryPolicy | None = None
+    priority: int = 0
+    headers: dict[str, str] | None = None
+    workflow_revision: str | None = None
+    workflow_execution_token: str | None = None
+    request_digest: str = ""
+    # the live attempt
+    attempt_token: str | None = None
+    worker_id: str | None = None
+    lease_deadline: int | None = None
+    attempt_deadline: int | None = None
+    last_heartbeat_details: JsonValue | _NoDetails = field(default=NO_DETAILS)
+    # cancellation
+    cancellation_reason: str | None = None
+    cancellation_requested_at: int | None = None
+    # the outcome
+    disposition: Disposition | None = None
+    status: Status | None = None
+    value: JsonValue = None
+    error: str | None = None
+    uncertain: bool = False
+    result_token: str | None = None
+    result_digest: str | None = None
+    finished_at: int | None = None
+    requeue_count: int = 0
+    retry_count: int = 0
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in ("terminal", "deadLettered")
+
+    @property
+    def holds_attempt(self) -> bool:
+        """Leased or cancelling: a worker holds the current attempt."""
+        return self.state in ("leased", "cancelling")
+
+    def wire_detail(self) -> dict[str, Any]:
+        """The Task API view (task-api.json ``#/$defs/taskDetail``)."""
+        detail: dict[str, Any] = {
+            "operationId": self.operation_id,
+            "state": self.state,
+            "attempt": self.attempt,
+            "queue": self.queue,
+            "activityName": self.activity_name,
+        }
+        if self.is_terminal:
+            detail["disposition"] = self.disposition
+            if self.status is not None:
+                detail["status"] = self.status
+            if self.status == "completed":
+                detail["value"] = self.value
+            elif self.error is not None:
+                detail["error"] = self.error
+            if self.uncertain:
+                detail["uncertain"] = True
+        return detail
+
+
+def _next(record: TaskRecord, **changes: Any) -> TaskRecord:
+    return replace(record, generation=record.generation + 1, **changes)
+
+
+def new_task(
+    *,
+    operation_id: str,
+    queue: str,
+    activity_name: str,
+    input: JsonValue,
+    now: int,
+    visibility_timeout_ms: float | None = None,
+    retry_policy: RetryPolicy | None = None,
+    priority: int = 0,
+    headers: dict[str, str] | None = None,
+    workflow_revision: str | None = None,
+    workflow_execution_token: str | None = None,
+    request_digest: str = "",
+) -> TaskRecord:
+    """A freshly accepted task: queued, attempt 1, generation 1."""
+    return TaskRecord(
+        operation_id=operation_id,
+        queue=queue,
+        activity_name=activity_name,
+        input=input,
+        state="queued",
+        generation=1,
+        attempt=1,
+        created_at=now,
+        available_at=now,
+        visibility_timeout_ms=clamp_visibility_timeout(visibility_timeout_ms),
+        retry_policy=retry_policy,
+        priority=priority,
+        headers=headers,
+        workflow_revision=workflow_revision,
+        workflow_execution_token=workflow_execution_token,
+        request_digest=request_digest,
+    )
+
+
+def lease(record: TaskRecord, *, token: str, worker_id: str, now: int) -> TaskRecord:
+    """queued → leased: a worker takes attempt ``record.attempt`` under a fresh token."""
+    if record.state != "queued":
+        raise TransitionError(record.operation_id, record.state, "lease")
+    vt = record.visibility_timeout_ms
+    return _next(
+        record,
+        state="leased",
+        attempt_token=token,
+        worker_id=worker_id,
+        lease_deadline=now + vt,
+        attempt_deadline=now + ATTEMPT_DEADLINE_MULTIPLIER * vt,
+    )
+
+
+def renew(
+    record: TaskRecord, *, now: int, details: JsonValue | _NoDetails = NO_DETAILS
+) -> TaskRecord:
+    """An ``activityHeartbeat``: lease = min(now + vt, attempt deadline), never shortened."""
+    if not record.holds_attempt:
+        raise TransitionError(record.operation_id, record.state, "renew")
+    assert record.lease_deadline is not None
+    assert record.attempt_deadline is not None
+    deadline = max(
+        record.lease_deadline, min(now + record.visibility_timeout_ms, record.attempt_deadline)
+    )
+    kept = record.last_heartbeat_details if isinstance(details, _NoDetails) else details
+    return _next(record, lease_deadline=deadline, last_heartbeat_details=kept)
+
+
+def exhausted_message(activity_name: str, max_attempts: int) -> str:
+    """Weft's error text for a task that ran out of attempts."""
+    return f'Activity "{activity_name}" exhausted all {max_attempts} retry attempts'
+
+
+def _release(**extra: Any) -> dict[str, Any]:
+    return {
+        "attempt_token": None,
+        "worker_id": None,
+        "lease_deadline": None,
+        "attempt_deadline": None,
+        **extra,
+    }
+
+
+def requeue(record: TaskRecord, *, now: int, failed: bool = False) -> TaskRecord:
+    """Take the attempt back (lease expiry, lost worker, or a retryable failure).
+
+    The next attempt gets ``attempt + 1``, a delay from the retry policy, and —
+    when it is leased — a new token, so a late result of this attempt is stale.
+    Past ``maxAttempts`` the task ends ``retryExhausted`` instead.
+    """
+    if not record.holds_attempt:
+        raise TransitionError(record.operation_id, record.state, "requeue")
+    next_attempt = record.attempt + 1
+    policy = record.retry_policy
+    if policy is not None and not policy.allows(next_attempt):
+        assert policy.max_attempts is not None
+        return _next(
+            record,
+            **_release(
+                state="terminal",
+                disposition="retryExhausted",
+                status="failed",
+                error=exhausted_message(record.activity_name, policy.max_attempts),
+                finished_at=now,
+            ),
+        )
+    delay = int(policy.delay_ms(next_attempt)) if policy is not None else 0
+    return _next(
+        record,
+        **_release(
+            state="queued",
+            attempt=next_attempt,
+            available_at=now + delay,
+            cancellation_reason=None,
+            cancellation_requested_at=None,
+            requeue_count=record.requeue_count + (0 if failed else 1),
+            retry_count=record.retry_count + (1 if failed else 0),
+        ),
+    )
+
+
+def request_cancel(record: TaskRecord, *, reason: str, now: int) -> TaskRecord:
+    """Record cancellation intent: queued → terminal cancelled; leased → cancelling."""
+    if record.state == "queued":
+        return _next(
+            record,
+            state="terminal",
+            disposition="cancelled",
+            status="cancelled",
+            error=reason,
+            cancellation_reason=reason,
+            cancellation_requested_at=now,
+            finished_at=now,
+        )
+    if record.state == "leased":
+        return _next(
+            record, state="cancelling", cancellation_reason=reason, cancellation_requested_at=now
+        )
+    raise TransitionError(record.operation_id, record.state, "cancel")
+
+
+def result_digest(status: str, value: JsonValue, error: str | None) -> str:
+    """Content identity of a result: sha256 over the canonical JSON of {status, value, error}."""
+    body = canonical_json({"status": status, "value": value, "error": error})
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def complete(
+    record: TaskRecord,
+    *,
+    token: str,
+    status: Status,
+    value: JsonValue = None,
+    error: str | None = None,
+    now: int,
+) -> TaskRecord:
+    """Apply the result of the current attempt: leased/cancelling → terminal.
+
+    ``cancelled`` becomes the cancelled disposition only when the record is
+    ``cancelling`` under this token; otherwise it is recorded as ``failed``
+    with its error text kept (Weft's rule).  Fencing (worker, token, revision)
+    is the caller's job; this checks only that ``token`` is the live one.
+    """
+    if not record.holds_attempt or record.attempt_token != token:
+        raise TransitionError(record.operation_id, record.state, "complete")
+    kept_value = value if status == "completed" else None
+    kept_error = error if status != "completed" else None
+    # The digest identifies the content as submitted, so an identical resend
+    # is recognised as a duplicate even when the status was normalised below.
+    digest = result_digest(status, kept_value, kept_error)
+    disposition: Disposition
+    if status == "cancelled":
+        disposition = "cancelled" if record.state == "cancelling" else "failed"
+        status = disposition
+    else:
+        disposition = status
+    return _next(
+        record,
+        state="terminal",
+        disposition=disposition,
+        status=status,
+        value=kept_value,
+        error=kept_error,
+        result_token=token,
+        result_digest=digest,
+        lease_deadline=None,
+        attempt_deadline=None,
+        finished_at=now,
+    )
+
+
+def settle_uncertain(record: TaskRecord, *, now: int) -> TaskRecord:
+    """A cancelling attempt whose worker never answered: terminal cancelled, uncertain."""
+    if record.state != "cancelling":
+        raise TransitionError(record.operation_id, record.state, "settle")
+    return _next(
+        record,
+        **_release(
+            state="terminal",
+            disposition="cancelled",
+            status="cancelled",
+            error=record.cancellation_reason,
+            uncertain=True,
+            finished_at=now,
+        ),
+    )

@@ -1,0 +1,44 @@
+"""The ``Store`` protocol: durable task records behind compare-and-swap writes.
+
+Every backend (SQLite now, PostgreSQL later) implements this and passes one
+contract suite (``tests/server/test_store_contract.py``).  A write is a
+conditional write on the record's ``generation``, never a decision held only
+in one process's memory, so two orchestrator nodes sharing a database cannot
+both lease one attempt or both apply one result.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..ledger import TaskRecord
+
+__all__ = ["Store"]
+
+
+class Store(Protocol):
+    """Durable storage of :class:`TaskRecord` values."""
+
+    async def insert(self, record: TaskRecord) -> bool:
+        """Create the record; ``False`` (and no write) if the operation id exists."""
+        ...
+
+    async def swap(self, record: TaskRecord, expected_generation: int) -> bool:
+        """Replace the stored record if its generation is still ``expected_generation``.
+
+        ``record.generation`` must be ``expected_generation + 1``.  Returns
+        ``False`` (and writes nothing) when another writer got there first.
+        """
+        ...
+
+    async def get(self, operation_id: str) -> TaskRecord | None:
+        """The stored record, or ``None``."""
+        ...
+
+    async def load_live(self) -> list[TaskRecord]:
+        """Every record that is not terminal (queued, leased, cancelling), for recovery."""
+        ...
+
+    async def close(self) -> None:
+        """Flush and release the backend; later calls raise ``StoreError``."""
+        ...
