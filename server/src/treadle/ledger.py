@@ -24,6 +24,7 @@ never stores it (the state name stays reserved in the schema).
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
@@ -74,7 +75,7 @@ NO_DETAILS: Final = _NoDetails()
 
 def clamp_visibility_timeout(value: float | None) -> int:
     """Weft's rule: default 30 000 ms, clamped to [10, 3 600 000]; non-finite → default."""
-    if value is None or value != value or value in (float("inf"), float("-inf")):
+    if value is None or not math.isfinite(value):
         return DEFAULT_VISIBILITY_TIMEOUT_MS
     return int(min(max(value, MIN_VISIBILITY_TIMEOUT_MS), MAX_VISIBILITY_TIMEOUT_MS))
 

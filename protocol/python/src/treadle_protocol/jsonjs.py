@@ -39,11 +39,14 @@ __all__ = [
     "js_number",
     "js_string",
     "loads",
+    "sorted_keys",
     "utf8_length",
     "utf16_key",
 ]
 
 _MAX_SAFE = 2**53
+# The smallest integer whose nearest double is Infinity (computed once: the hot path checks it).
+_INT_OVERFLOWS_DOUBLE = 2**1024 - 2**970
 _ARRAY_INDEX_LIMIT = 2**32 - 1
 _ESCAPES = {
     '"': '\\"',
@@ -96,7 +99,7 @@ def is_finite_number(value: object) -> bool:
     if isinstance(value, bool):
         return False
     if isinstance(value, int):
-        return abs(value) < 2**1024 - 2**970  # beyond this the double is Infinity
+        return abs(value) < _INT_OVERFLOWS_DOUBLE
     if isinstance(value, float):
         return math.isfinite(value)
     return False

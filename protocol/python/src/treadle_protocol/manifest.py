@@ -279,6 +279,16 @@ def _protocol_version(value: object) -> int:
     return int(value)
 
 
+def _normalize_activities(activities: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    return {
+        name: {
+            "contractHash": activities[name]["contractHash"],
+            "implementationRevision": activities[name]["implementationRevision"],
+        }
+        for name in sorted_keys(activities)
+    }
+
+
 def _normalize(manifest: Mapping[str, Any]) -> dict[str, Any]:
     """Known fields in declared order; open records with sorted keys."""
     workflows = manifest["workflows"]
@@ -295,16 +305,7 @@ def _normalize(manifest: Mapping[str, Any]) -> dict[str, Any]:
                 "workflowVersion": workflows[name]["workflowVersion"],
                 "workflowRevision": workflows[name]["workflowRevision"],
                 "contractHash": workflows[name]["contractHash"],
-                "activities": {
-                    activity: {
-                        "contractHash": contract["contractHash"],
-                        "implementationRevision": contract["implementationRevision"],
-                    }
-                    for activity, contract in (
-                        (a, workflows[name]["activities"][a])
-                        for a in sorted_keys(workflows[name]["activities"])
-                    )
-                },
+                "activities": _normalize_activities(workflows[name]["activities"]),
             }
             for name in sorted_keys(workflows)
         },
