@@ -1,4 +1,11 @@
-"""Helpers, frames and message texts shared by the tests written from the reference alone."""
+"""Helpers, frames and message texts shared by the tests written from the reference alone.
+
+Every frame, error code, message text and close code below was written by hand
+from /work/shared/reference/weft-protocol-v8.md (§2 close codes, §3 frame
+shapes, §4 parse order and texts, §5 registration and manifest), not copied
+from the implementation or from protocol/vectors, so that a mistyped message
+or a check in the wrong order in ``treadle_protocol`` shows up here.
+"""
 
 from __future__ import annotations
 

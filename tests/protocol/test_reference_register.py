@@ -2,12 +2,8 @@
 
 Covers rule 5 (register) and §4/§5 concurrency, manifest and registration.
 
-Every frame, error code, message text and close code below was written by hand
-from /work/shared/reference/weft-protocol-v8.md (§2 close codes, §3 frame
-shapes, §4 parse order and texts, §5 registration and manifest), not copied
-from the implementation or from protocol/vectors, so that a mistyped message
-or a check in the wrong order in ``treadle_protocol`` shows up here.
-
+Written by hand from the reference, never from the implementation or the vectors
+(see ``reference_frames``).
 """
 
 from __future__ import annotations

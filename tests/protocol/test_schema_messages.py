@@ -24,19 +24,21 @@ TOKEN = "8f14e45f-ceea-4b67-9f3e-0a1c2b3d4e5f"
 
 SMALL_MANIFEST = {"manifestVersion": 1, "protocolVersion": 8}
 
+ACK = {
+    "type": "registerAck",
+    "protocolVersion": 8,
+    "workerId": "w1",
+    "queue": "default",
+    "concurrency": 10,
+    "acceptedManifestDigest": DIGEST,
+    "serverCapabilities": [],
+    "sessionGeneration": 1,
+}
+
 VALID_FRAMES = [
     # §3 canonical examples, server -> worker.
     pytest.param(
-        {
-            "type": "registerAck",
-            "protocolVersion": 8,
-            "workerId": "w1",
-            "queue": "default",
-            "concurrency": 10,
-            "acceptedManifestDigest": DIGEST,
-            "serverCapabilities": [],
-            "sessionGeneration": 1,
-        },
+        ACK,
         id="registerAck",
     ),
     pytest.param(
@@ -339,17 +341,6 @@ def _completed(**fields: object) -> dict[str, object]:
     }
     return {**base, **fields}
 
-
-ACK = {
-    "type": "registerAck",
-    "protocolVersion": 8,
-    "workerId": "w1",
-    "queue": "default",
-    "concurrency": 10,
-    "acceptedManifestDigest": DIGEST,
-    "serverCapabilities": [],
-    "sessionGeneration": 1,
-}
 
 INVALID_FRAMES = [
     pytest.param(without(_register(), "workerId"), id="register-missing-workerId"),
