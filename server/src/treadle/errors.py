@@ -6,12 +6,26 @@
     ├── ConfigError              a setting is invalid (names the setting and the rule)
     ├── StoreError               the durable store failed (disk full, read-only, closed)
     ├── TransitionError          a ledger transition does not apply to the record's state
-    └── ConflictError            a compare-and-swap lost: someone else wrote the record first
+    ├── ConflictError            a compare-and-swap lost: someone else wrote the record first
+    ├── InvalidTaskError         a submission is malformed (names the field, as a JSON path)
+    ├── TaskExistsError          the operation id exists with a different request
+    ├── UnknownTaskError         no task has this operation id
+    └── NotReadyError            the orchestrator has not started, or its recovery failed
 """
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "ConflictError", "StoreError", "TransitionError", "TreadleError"]
+__all__ = [
+    "ConfigError",
+    "ConflictError",
+    "InvalidTaskError",
+    "NotReadyError",
+    "StoreError",
+    "TaskExistsError",
+    "TransitionError",
+    "TreadleError",
+    "UnknownTaskError",
+]
 
 
 class TreadleError(Exception):
@@ -43,3 +57,35 @@ class ConflictError(TreadleError):
         super().__init__(f"task {operation_id!r} changed since generation {expected_generation}")
         self.operation_id = operation_id
         self.expected_generation = expected_generation
+
+
+class InvalidTaskError(TreadleError, ValueError):
+    """A submission is malformed; ``path`` names the offending member ("" for the whole)."""
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+
+class TaskExistsError(TreadleError):
+    """The operation id is taken by a task submitted with a different request."""
+
+    def __init__(self, operation_id: str) -> None:
+        super().__init__(f"operation {operation_id!r} already exists with a different request")
+        self.operation_id = operation_id
+
+
+class UnknownTaskError(TreadleError, KeyError):
+    """No task has this operation id."""
+
+    def __init__(self, operation_id: str) -> None:
+        super().__init__(operation_id)
+        self.operation_id = operation_id
+
+    def __str__(self) -> str:
+        return f"unknown operation {self.operation_id!r}"
+
+
+class NotReadyError(TreadleError):
+    """The orchestrator is not accepting work: not started, stopping, or recovery failed."""

@@ -43,6 +43,7 @@ __all__ = [
     "TaskRecord",
     "clamp_visibility_timeout",
     "complete",
+    "dead_letter",
     "exhausted_message",
     "lease",
     "new_task",
@@ -357,6 +358,38 @@ def settle_uncertain(record: TaskRecord, *, now: int) -> TaskRecord:
             status="cancelled",
             error=record.cancellation_reason,
             uncertain=True,
+            finished_at=now,
+        ),
+    )
+
+
+def dead_letter(
+    record: TaskRecord,
+    *,
+    token: str,
+    status: Status,
+    value: JsonValue = None,
+    error: str | None = None,
+    now: int,
+) -> TaskRecord:
+    """A result that could not be applied after bounded retries, kept for an operator.
+
+    The task leaves the live set (``deadLettered``); the result is stored as
+    sent so it can be inspected and cleared through diagnostics.
+    """
+    if record.is_terminal:
+        raise TransitionError(record.operation_id, record.state, "dead-letter")
+    kept_value = value if status == "completed" else None
+    kept_error = error if status != "completed" else None
+    return _next(
+        record,
+        **_release(
+            state="deadLettered",
+            status=status,
+            value=kept_value,
+            error=kept_error,
+            result_token=token,
+            result_digest=result_digest(status, kept_value, kept_error),
             finished_at=now,
         ),
     )

@@ -1,0 +1,1 @@
+"""The HTTP API: the Task API and the operator endpoints."""

@@ -1,0 +1,98 @@
+"""What every HTTP handler shares: the app keys, JSON in and out, and error bodies.
+
+4xx bodies are ``{error, path}`` (API-4); a body over the cap is 413 with the
+``payloadTooLarge`` shape (HTTP-2).  JSON is read with JavaScript semantics
+(``treadle_protocol.jsonjs``) and written with orjson.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from treadle_protocol import InvalidJsonError
+from treadle_protocol.jsonjs import dumps, loads
+
+from ..auth import authorize
+from ..config import ServerConfig
+from ..orchestrator import Orchestrator
+
+__all__ = [
+    "CONFIG",
+    "ORCHESTRATOR",
+    "Handler",
+    "error",
+    "json",
+    "read_json",
+    "scoped",
+]
+
+ORCHESTRATOR = web.AppKey("orchestrator", Orchestrator)
+CONFIG = web.AppKey("config", ServerConfig)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=dumps(body), status=status, content_type="application/json")
+
+
+def error(status: int, message: str, path: str = "", **extra: Any) -> web.Response:
+    return json({"error": message, "path": path, **extra}, status)
+
+
+def too_large(size: int, limit: int, kind: str = "request-body") -> web.Response:
+    return json(
+        {
+            "error": f"Request body exceeds the configured maximum of {limit} bytes",
+            "code": "payload_too_large",
+            "maxBytes": limit,
+            "serializedBytes": size,
+            "payloadKind": kind,
+        },
+        413,
+    )
+
+
+class BodyError(Exception):
+    """The request body cannot be used; ``response`` says why."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.text)
+        self.response = response
+
+
+async def read_json(request: web.Request, *, empty: Any = None) -> Any:
+    """The request body as JSON (``empty`` when there is none); raises :class:`BodyError`."""
+    limit = request.app[CONFIG].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyError(too_large(request.content_length, limit))
+    raw = bytearray()
+    async for chunk in request.content.iter_chunked(65536):
+        raw += chunk
+        if len(raw) > limit:
+            raise BodyError(too_large(len(raw), limit))
+    if not raw.strip():
+        return empty
+    try:
+        return loads(bytes(raw))
+    except InvalidJsonError:
+        raise BodyError(error(400, "Invalid JSON body")) from None
+
+
+def scoped(scope: str | None, handler: Handler) -> Handler:
+    """Wrap ``handler`` with the auth check for ``scope`` (AUTH-2: 401, then 403)."""
+
+    async def checked(request: web.Request) -> web.StreamResponse:
+        verdict = authorize(request.app[CONFIG].api_keys, request.headers, scope)
+        if verdict == "unauthenticated":
+            return json({"error": "Authentication required"}, 401)
+        if verdict == "forbidden":
+            return json({"error": "Insufficient scope"}, 403)
+        try:
+            return await handler(request)
+        except BodyError as exc:
+            return exc.response
+
+    return checked

@@ -1,0 +1,115 @@
+"""The aiohttp application: routes, start-up and shutdown, and :func:`serve`.
+
+Every route is served with and without the ``/api`` prefix, as Weft's server
+strips ``/api`` before routing (WS-1).  The orchestrator starts in a
+``cleanup_ctx`` — the listener is up while recovery runs, so ``/readyz``
+can say "not yet" — and is stopped in ``on_shutdown``, while worker sockets
+are still open, so they get ``shutdown`` and can drain (§14).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import ssl
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from .api import system, tasks
+from .api.common import CONFIG, ORCHESTRATOR, Handler, scoped
+from .config import ServerConfig
+from .orchestrator import Orchestrator
+from .transport.ws import origin_allowed, serve_worker_stream
+
+__all__ = ["create_app", "serve"]
+
+log = structlog.get_logger("treadle")
+QUEUE = "{queue:[A-Za-z0-9_-]+}"
+
+
+async def _worker_stream(request: web.Request) -> web.StreamResponse:
+    config = request.app[CONFIG]
+    if not origin_allowed(request, config.allowed_origins):
+        return web.json_response(
+            {"error": "Cross-origin WebSocket upgrade not allowed"}, status=403
+        )
+    return await serve_worker_stream(
+        request, request.app[ORCHESTRATOR].gateway, max_frame_bytes=config.max_frame_bytes
+    )
+
+
+def _routes() -> list[tuple[str, str, Handler, str | None]]:
+    api = [
+        ("GET", f"/v1/tasks/{QUEUE}/stream", _worker_stream, "workers:write"),
+        *tasks.ROUTES,
+        *system.ROUTES,
+    ]
+    prefixed = [(m, p, h, s) for m, p, h, s in api] + [(m, "/api" + p, h, s) for m, p, h, s in api]
+    return prefixed + list(system.OPEN_ROUTES)
+
+
+def create_app(config: ServerConfig, orchestrator: Orchestrator | None = None) -> web.Application:
+    """The application for ``config`` (an orchestrator is made if none is given)."""
+    orch = orchestrator or Orchestrator(config)
+    app = web.Application(client_max_size=config.max_body_bytes + 1)
+    app[CONFIG] = config
+    app[ORCHESTRATOR] = orch
+    for method, path, handler, scope in _routes():
+        app.router.add_route(method, path, scoped(scope, handler))
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await orch.start(recover_in_background=True)
+        yield
+        await orch.stop()  # no-op if on_shutdown already stopped it
+
+    async def drain(app: web.Application) -> None:
+        await orch.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(drain)
+    return app
+
+
+def _ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.tls_cert, config.tls_key)
+    return context
+
+
+async def serve(config: ServerConfig, *, started: asyncio.Event | None = None) -> None:
+    """Run the orchestrator until SIGINT or SIGTERM, then drain and stop."""
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    context = _ssl_context(config)
+    site = web.TCPSite(runner, config.host, config.port, ssl_context=context)
+    await site.start()
+    scheme = "https" if context else "http"
+    port = runner.addresses[0][1] if runner.addresses else config.port
+    log.info(
+        "treadle listening",
+        url=f"{scheme}://{config.host}:{port}",
+        worker_stream=f"{'wss' if context else 'ws'}://{config.host}:{port}/api/v1/tasks/<queue>/stream",
+        db=config.db,
+        auth="on" if config.auth_enabled else "off",
+    )
+    if not config.auth_enabled:
+        log.warning("authentication is off: every request is allowed (configure --api-key)")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if started is not None:
+        started.set()
+    try:
+        await stop.wait()
+        log.info("stopping: draining workers")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+        log.info("stopped")

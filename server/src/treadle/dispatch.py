@@ -1,0 +1,242 @@
+"""Dispatch: queued tasks to free workers, and attempts taken back to the queue.
+
+One loop (:meth:`Dispatcher.run`) wakes whenever something may have made a
+match possible — a task was queued, a worker registered or freed a slot, a
+backoff elapsed — and, without yielding, pairs every ready task it can with
+an eligible worker (:meth:`Registry.select`), reserving the slot at once so
+no worker is ever offered more than its concurrency.  Each pair then becomes
+a claim task: write the lease durably (compare-and-swap), and only then send
+the ``task`` frame (DISPATCH-3).  Claims run concurrently, so the store's
+group commit turns a burst of them into a few fsyncs.
+
+:meth:`Dispatcher.take_back` is the other direction, shared by lease expiry,
+lost workers, recovery and retried failures: requeue the attempt (or settle
+it, if it was being cancelled), free the slot, and index the task again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from treadle_protocol import UNSET, build
+
+from . import ledger
+from .backlog import Backlog, Pending
+from .book import TaskBook
+from .errors import ConflictError, StoreError, TransitionError
+from .leases import Deadlines, expiry_of
+from .ledger import NO_DETAILS, TaskRecord
+from .metrics import Metrics
+from .registry import InFlight, Registry, WorkerSession
+
+__all__ = ["Dispatcher", "pending_of"]
+
+log = structlog.get_logger("treadle.dispatch")
+Clock = Callable[[], int]
+
+
+def pending_of(record: TaskRecord) -> Pending:
+    return Pending(
+        record.operation_id,
+        record.queue,
+        record.activity_name,
+        record.priority,
+        record.available_at,
+    )
+
+
+def task_frame(record: TaskRecord) -> dict[str, Any]:
+    """The ``task`` frame for the attempt ``record`` holds (DISPATCH-6)."""
+    assert record.attempt_token is not None
+    details = record.last_heartbeat_details
+    return dict(
+        build.task(
+            operation_id=record.operation_id,
+            activity_name=record.activity_name,
+            input=record.input,
+            attempt=record.attempt,
+            attempt_token=record.attempt_token,
+            visibility_timeout=record.visibility_timeout_ms,
+            workflow_execution_token=record.workflow_execution_token,
+            workflow_revision=record.workflow_revision,
+            headers=record.headers,
+            last_heartbeat_details=UNSET if details is NO_DETAILS else details,  # type: ignore[arg-type]
+        )
+    )
+
+
+class Dispatcher:
+    """Matches the backlog to the registry and owns the claim and take-back writes."""
+
+    def __init__(
+        self,
+        *,
+        book: TaskBook,
+        registry: Registry,
+        backlog: Backlog,
+        deadlines: Deadlines,
+        metrics: Metrics,
+        clock: Clock,
+        cancel_settle_ms: int | None,
+    ) -> None:
+        self._book = book
+        self._registry = registry
+        self._backlog = backlog
+        self._deadlines = deadlines
+        self._metrics = metrics
+        self._clock = clock
+        self._cancel_settle_ms = cancel_settle_ms
+        self._wake = asyncio.Event()
+        self._claims: set[asyncio.Task[None]] = set()
+        self.paused = False
+
+    # -- the loop --------------------------------------------------------------
+
+    def kick(self) -> None:
+        """Something changed that may allow a match; the loop will look."""
+        self._wake.set()
+
+    def enqueue(self, record: TaskRecord) -> None:
+        """Index a queued record and wake the loop."""
+        self._backlog.add(pending_of(record), self._clock())
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self.paused:
+                self.match()
+
+    def match(self) -> int:
+        """Pair ready tasks with free workers, reserving slots; returns claims started."""
+        started = 0
+        for queue, activity in self._backlog.ready_keys():
+            while True:
+                session = self._registry.select(queue, activity)
+                if session is None:
+                    break
+                pending = self._backlog.pop(queue, activity)
+                if pending is None:
+                    break
+                self._registry.reserve(session)
+                claim = asyncio.create_task(self._claim(session, pending))
+                self._claims.add(claim)
+                claim.add_done_callback(self._claims.discard)
+                started += 1
+        return started
+
+    async def idle(self) -> None:
+        """Wait for the claims in progress (shutdown, tests)."""
+        while self._claims:
+            await asyncio.gather(*list(self._claims), return_exceptions=True)
+
+    # -- claim -----------------------------------------------------------------
+
+    async def _claim(self, session: WorkerSession, pending: Pending) -> None:
+        token = str(uuid.uuid4())
+        now = self._clock()
+        try:
+            _, record = await self._book.apply(
+                pending.operation_id,
+                lambda r: ledger.lease(r, token=token, worker_id=session.worker_id, now=now),
+            )
+        except (TransitionError, KeyError):
+            # cancelled or otherwise moved on while it waited: nothing to send
+            self._registry.unreserve(session)
+            self.kick()
+            return
+        except (ConflictError, StoreError) as exc:
+            self._registry.unreserve(session)
+            log.error(
+                "claim failed; task stays queued", operation_id=pending.operation_id, error=str(exc)
+            )
+            self._backlog.add(pending, now)
+            self.kick()
+            return
+        self._registry.hold(
+            session,
+            InFlight(
+                operation_id=record.operation_id,
+                attempt_token=token,
+                activity_name=record.activity_name,
+                workflow_revision=record.workflow_revision,
+                dispatched_at=now,
+            ),
+        )
+        assert record.lease_deadline is not None
+        self._deadlines.push(record.lease_deadline, record.operation_id, token)
+        self._metrics.dispatched(record, now)
+        connection = session.connection
+        if connection is not None:
+            await connection.send(task_frame(record))
+        # A connection that closed meanwhile leaves the attempt to grace and expiry.
+
+    # -- take back ---------------------------------------------------------------
+
+    async def take_back(self, operation_id: str, token: str, *, reason: str) -> TaskRecord | None:
+        """Requeue the attempt held under ``token`` (or settle it if cancelling).
+
+        ``reason`` is ``lease-expired``, ``worker-disconnect`` or ``recovery``.
+        Returns the new record, or ``None`` if that attempt had already ended.
+        """
+        now = self._clock()
+
+        def step(record: TaskRecord) -> TaskRecord:
+            if not record.holds_attempt or record.attempt_token != token:
+                raise TransitionError(record.operation_id, record.state, "take back")
+            if record.state == "cancelling":
+                return ledger.settle_uncertain(record, now=now)
+            return ledger.requeue(record, now=now)
+
+        try:
+            _, record = await self._book.apply(operation_id, step)
+        except (TransitionError, KeyError):
+            self._registry.release(operation_id, token)
+            return None
+        session = self._registry.release(operation_id, token)
+        log.info(
+            "attempt taken back",
+            operation_id=operation_id,
+            reason=reason,
+            state=record.state,
+            disposition=record.disposition,
+            attempt=record.attempt,
+            worker_id=None if session is None else session.worker_id,
+        )
+        self._metrics.requeued(record)
+        if record.state == "queued":
+            self.enqueue(record)
+        elif session is not None:
+            self.kick()
+        return record
+
+    async def expire_due(self) -> None:
+        """Take back every attempt whose deadline has passed (the lease scan)."""
+        now = self._clock()
+        if self._backlog.promote(now):
+            self.kick()
+        due = self._deadlines.due(now)
+        if not due:
+            return
+        expired = []
+        for entry in due:
+            record = self._book.live(entry.operation_id)
+            if record is None or record.attempt_token != entry.attempt_token:
+                continue
+            deadline = expiry_of(record, self._cancel_settle_ms)
+            if deadline is None:
+                continue
+            if deadline > now:
+                self._deadlines.push(deadline, entry.operation_id, entry.attempt_token)
+                continue
+            expired.append(
+                self.take_back(entry.operation_id, entry.attempt_token, reason="lease-expired")
+            )
+        if expired:
+            await asyncio.gather(*expired)

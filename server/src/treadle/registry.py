@@ -1,0 +1,368 @@
+"""Live worker sessions, their capacity, and routing: sans I/O.
+
+The registry knows which workers are connected, on which queue, what they
+run, how many attempts each holds, and which are draining or in their
+reconnect grace window.  It decides — synchronously, so no two coroutines can
+both take the last slot — which worker gets the next task, and what kind of
+registration a ``register`` is (fresh, same-socket, proven or unproven
+resume, or a hijack).  It never touches a socket or the store: the
+orchestrator does the I/O and tells the registry what happened.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, Protocol
+
+from treadle_protocol import ParsedManifest
+
+__all__ = [
+    "STALE_HEARTBEAT_MS",
+    "Connection",
+    "InFlight",
+    "RegistrationKind",
+    "Registry",
+    "WorkerSession",
+]
+
+STALE_HEARTBEAT_MS: Final = 60_000
+"""A worker whose last heartbeat is older than this is reported stale (never evicted)."""
+
+
+class Connection(Protocol):
+    """What the orchestrator needs of a worker's transport (a WebSocket, a long-poll session)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """Send one message; a closed connection drops it silently."""
+        ...
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close with a WebSocket close code and reason."""
+        ...
+
+    async def wait_closed(self) -> None:
+        """Return once the connection is closed."""
+        ...
+
+
+@dataclass(slots=True)
+class InFlight:
+    """One attempt a worker holds (DISPATCH-3: the slot is taken before the lease is written)."""
+
+    operation_id: str
+    attempt_token: str
+    activity_name: str
+    workflow_revision: str | None
+    dispatched_at: int
+
+
+@dataclass(slots=True, eq=False)
+class WorkerSession:
+    """One registered worker identity.  ``connection`` is ``None`` while in grace."""
+
+    worker_id: str
+    queue: str
+    activities: frozenset[str]
+    concurrency: int
+    manifest: ParsedManifest
+    generation: int
+    connection: Connection | None
+    registered_at: int
+    started_at: float
+    last_heartbeat: int
+    in_flight: dict[str, InFlight] = field(default_factory=dict)
+    reserved: int = 0
+    draining: bool = False
+    grace_deadline: int | None = None
+
+    @property
+    def load(self) -> int:
+        """Attempts held plus slots reserved for claims in progress."""
+        return len(self.in_flight) + self.reserved
+
+    @property
+    def in_grace(self) -> bool:
+        return self.connection is None
+
+    def routable(self) -> bool:
+        """Connected, not draining, and below its concurrency (DISPATCH-1)."""
+        return self.connection is not None and not self.draining and self.load < self.concurrency
+
+    def describe(self, now: int) -> dict[str, Any]:
+        """The ``GET /api/v1/workers`` view of this session."""
+        name, build_id, artifact = self.manifest.deployment
+        return {
+            "workerId": self.worker_id,
+            "queue": self.queue,
+            "activities": sorted(self.activities),
+            "concurrency": self.concurrency,
+            "inFlight": len(self.in_flight),
+            "draining": self.draining,
+            "connected": self.connection is not None,
+            "sessionGeneration": self.generation,
+            "deployment": {"name": name, "buildId": build_id, "artifactDigest": artifact},
+            "acceptedManifestDigest": self.manifest.digest,
+            "registeredAt": self.registered_at,
+            "lastHeartbeatAt": self.last_heartbeat,
+            "staleHeartbeat": now - self.last_heartbeat > STALE_HEARTBEAT_MS,
+        }
+
+
+RegistrationKind = Literal["fresh", "same-socket", "proven", "unproven", "hijack"]
+RoutingPolicy = Literal["least-loaded", "round-robin", "fair-share"]
+
+
+class Registry:
+    """Every tracked :class:`WorkerSession`, indexed by worker id and by queue."""
+
+    def __init__(self, policy: RoutingPolicy = "least-loaded") -> None:
+        self._policy: RoutingPolicy = policy
+        self._sessions: dict[str, WorkerSession] = {}
+        self._by_queue: dict[str, dict[str, WorkerSession]] = {}
+        self._cursors: dict[tuple[str, str], itertools.count[int]] = {}
+        self._drained_deployments: set[str] = set()
+        self._holders: dict[str, WorkerSession] = {}
+        self._by_connection: dict[int, WorkerSession] = {}
+
+    # -- lookups ---------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[WorkerSession]:
+        return iter(list(self._sessions.values()))
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def get(self, worker_id: str) -> WorkerSession | None:
+        return self._sessions.get(worker_id)
+
+    def on_queue(self, queue: str) -> Iterable[WorkerSession]:
+        return self._by_queue.get(queue, {}).values()
+
+    def queues(self) -> list[str]:
+        return sorted(self._by_queue)
+
+    def bound_to(self, connection: Connection) -> WorkerSession | None:
+        """The session this connection currently carries, if any (GRACE-5)."""
+        session = self._by_connection.get(id(connection))
+        if session is None or session.connection is not connection:
+            return None
+        return session
+
+    # -- registration ----------------------------------------------------------
+
+    def classify(
+        self, worker_id: str, connection: Connection, resume_generation: float | None
+    ) -> RegistrationKind:
+        """What a ``register`` for ``worker_id`` on ``connection`` is (REG-11, RESUME-1/2)."""
+        existing = self._sessions.get(worker_id)
+        if existing is None:
+            return "fresh"
+        if existing.connection is connection:
+            return "same-socket"
+        if existing.connection is None:
+            return "proven" if resume_generation == existing.generation else "unproven"
+        return "hijack"
+
+    def deployment_conflict(self, manifest: ParsedManifest, worker_id: str) -> bool:
+        """Another tracked session has this (name, buildId) with a different artifact digest."""
+        name, build_id, artifact = manifest.deployment
+        for session in self._sessions.values():
+            if session.worker_id == worker_id:
+                continue
+            other_name, other_build, other_artifact = session.manifest.deployment
+            if (other_name, other_build) == (name, build_id) and other_artifact != artifact:
+                return True
+        return False
+
+    def add(
+        self,
+        *,
+        worker_id: str,
+        queue: str,
+        concurrency: int,
+        manifest: ParsedManifest,
+        connection: Connection,
+        started_at: float | None,
+        now: int,
+    ) -> WorkerSession:
+        """Track a fresh or unproven registration, or re-register on the same socket.
+
+        The generation is 1 for an untracked id and one more than the tracked
+        session's otherwise (GEN-1, GEN-2, GEN-4).  A same-socket re-register
+        keeps the attempts the socket holds.
+        """
+        previous = self._sessions.get(worker_id)
+        kept: dict[str, InFlight] = {}
+        reserved = 0
+        if previous is not None and previous.connection is connection:
+            kept, reserved = previous.in_flight, previous.reserved
+        if previous is not None:
+            self._forget(previous)
+        session = WorkerSession(
+            worker_id=worker_id,
+            queue=queue,
+            activities=frozenset(manifest.activity_names),
+            concurrency=concurrency,
+            manifest=manifest,
+            generation=1 if previous is None else previous.generation + 1,
+            connection=connection,
+            registered_at=now,
+            started_at=now if started_at is None else started_at,
+            last_heartbeat=now,
+            in_flight=kept,
+            reserved=reserved,
+            draining=manifest.deployment[0] in self._drained_deployments,
+        )
+        self._sessions[worker_id] = session
+        self._by_queue.setdefault(queue, {})[worker_id] = session
+        self._bind(session, connection)
+        for operation_id in kept:
+            self._holders[operation_id] = session
+        return session
+
+    def resume(
+        self,
+        session: WorkerSession,
+        connection: Connection,
+        *,
+        concurrency: int,
+        manifest: ParsedManifest,
+        now: int,
+    ) -> None:
+        """A proven resume: rebind, keep generation and every attempt (RESUME-1).
+
+        Concurrency and manifest are the new registration's; the attempts held
+        stay, even if they now exceed the concurrency (no new ones are sent
+        until they drain below it).
+        """
+        session.concurrency = concurrency
+        session.manifest = manifest
+        session.activities = frozenset(manifest.activity_names)
+        session.grace_deadline = None
+        session.last_heartbeat = now
+        self._bind(session, connection)
+
+    def detach(self, session: WorkerSession, grace_deadline: int) -> None:
+        """The socket closed: keep the session, out of routing, until ``grace_deadline``."""
+        self._unbind(session)
+        session.grace_deadline = grace_deadline
+
+    def _bind(self, session: WorkerSession, connection: Connection) -> None:
+        previous = self._by_connection.get(id(connection))
+        if previous is not None and previous is not session and previous.connection is connection:
+            previous.connection = None  # the socket now carries another identity
+        session.connection = connection
+        self._by_connection[id(connection)] = session
+
+    def _unbind(self, session: WorkerSession) -> None:
+        if session.connection is not None:
+            if self._by_connection.get(id(session.connection)) is session:
+                del self._by_connection[id(session.connection)]
+            session.connection = None
+
+    def remove(self, session: WorkerSession) -> None:
+        """Stop tracking the session (grace lapsed, or an unproven resume forfeited it)."""
+        if self._sessions.get(session.worker_id) is session:
+            self._forget(session)
+
+    def _forget(self, session: WorkerSession) -> None:
+        del self._sessions[session.worker_id]
+        self._unbind(session)
+        for operation_id in session.in_flight:
+            if self._holders.get(operation_id) is session:
+                del self._holders[operation_id]
+        queue = self._by_queue.get(session.queue)
+        if queue is not None:
+            queue.pop(session.worker_id, None)
+            if not queue:
+                del self._by_queue[session.queue]
+
+    # -- drain -----------------------------------------------------------------
+
+    def drain_worker(self, worker_id: str, draining: bool) -> bool:
+        session = self._sessions.get(worker_id)
+        if session is None:
+            return False
+        session.draining = draining
+        return True
+
+    def drain_deployment(self, name: str, draining: bool) -> list[str]:
+        """Mark every session of the deployment, and remember it for later registrations."""
+        if draining:
+            self._drained_deployments.add(name)
+        else:
+            self._drained_deployments.discard(name)
+        touched = []
+        for session in self._sessions.values():
+            if session.manifest.deployment[0] == name:
+                session.draining = draining
+                touched.append(session.worker_id)
+        return sorted(touched)
+
+    # -- routing ---------------------------------------------------------------
+
+    def select(self, queue: str, activity: str) -> WorkerSession | None:
+        """The worker that should get the next ``activity`` task on ``queue``, or ``None``.
+
+        Eligible: on the queue, advertises the activity, below its concurrency,
+        connected (not in grace) and not draining (DISPATCH-1).  Least-loaded
+        picks the fewest attempts, ties by worker id (DISPATCH-2); round-robin
+        rotates a cursor per queue and activity; fair-share spreads by the
+        fraction of capacity in use.
+        """
+        candidates = [s for s in self.on_queue(queue) if activity in s.activities and s.routable()]
+        if not candidates:
+            return None
+        if self._policy == "round-robin":
+            candidates.sort(key=lambda s: s.worker_id)
+            cursor = self._cursors.setdefault((queue, activity), itertools.count())
+            return candidates[next(cursor) % len(candidates)]
+        if self._policy == "fair-share":
+            return min(candidates, key=lambda s: (s.load / s.concurrency, s.worker_id))
+        return min(candidates, key=lambda s: (s.load, s.worker_id))
+
+    def has_capacity(self, queue: str) -> bool:
+        return any(s.routable() for s in self.on_queue(queue))
+
+    def holder(self, operation_id: str) -> tuple[WorkerSession, InFlight] | None:
+        """The session holding an attempt of ``operation_id``, and its entry."""
+        session = self._holders.get(operation_id)
+        if session is None:
+            return None
+        return session, session.in_flight[operation_id]
+
+    # -- capacity ----------------------------------------------------------------
+
+    def reserve(self, session: WorkerSession) -> None:
+        """Take a slot before the durable claim (DISPATCH-3)."""
+        session.reserved += 1
+
+    def unreserve(self, session: WorkerSession) -> None:
+        session.reserved -= 1
+
+    def hold(self, session: WorkerSession, entry: InFlight) -> None:
+        """The claim committed: the reserved slot becomes an in-flight attempt."""
+        session.reserved -= 1
+        self.adopt(session, entry)
+
+    def adopt(self, session: WorkerSession, entry: InFlight) -> None:
+        """Count an attempt against ``session`` without a reservation (recovery)."""
+        session.in_flight[entry.operation_id] = entry
+        self._holders[entry.operation_id] = session
+
+    def release(self, operation_id: str, token: str | None = None) -> WorkerSession | None:
+        """Free the slot of ``operation_id`` (only if its token is ``token``, when given)."""
+        session = self._holders.get(operation_id)
+        if session is None:
+            return None
+        entry = session.in_flight[operation_id]
+        if token is not None and entry.attempt_token != token:
+            return None
+        del session.in_flight[operation_id]
+        del self._holders[operation_id]
+        return session

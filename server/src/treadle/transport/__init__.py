@@ -1,0 +1,1 @@
+"""Worker transports: thin adapters from a network protocol to the WorkerGateway."""

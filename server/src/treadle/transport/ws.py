@@ -1,0 +1,149 @@
+"""The WebSocket worker stream: ``/api/v1/tasks/{queue}/stream`` (and ``/v1/...``).
+
+A thin adapter.  It upgrades (after the Origin check; auth ran in the
+middleware), reads frames, parses each with ``treadle_protocol`` in Weft's
+order, and hands parsed messages to the :class:`~treadle.gateway.WorkerGateway`.
+Fatal parse errors send the error frame and close with its code (1002, or
+1008 after ``registerError``); the close reason is the error code (CLOSE-3).
+Frames over the 4 MiB cap are refused by aiohttp before parsing, which closes
+with 1009 (FRAME-3).
+
+Registration runs as its own task so that a frame sent before
+``registerAck`` is answered with ``registration_required`` (LIFE-1), as
+Weft's server does.  Results and activity heartbeats also run as tasks, so a
+busy worker's results reach the store's group commit together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, Final
+
+import structlog
+from aiohttp import WSMsgType, web
+
+from treadle_protocol import FrameRejection, parse_worker_frame
+from treadle_protocol.jsonjs import dumps
+
+from ..gateway import WorkerGateway
+
+__all__ = ["WebSocketConnection", "origin_allowed", "serve_worker_stream"]
+
+log = structlog.get_logger("treadle.ws")
+CLOSE_TIMEOUT_S: Final = 0.01
+"""Force-terminate this long after sending a close frame (CLOSE-3: about 10 ms)."""
+
+
+class WebSocketConnection:
+    """:class:`~treadle.registry.Connection` over an aiohttp ``WebSocketResponse``."""
+
+    def __init__(self, ws: web.WebSocketResponse, peer: str | None) -> None:
+        self._ws = ws
+        self.peer = peer
+        self._closed = asyncio.Event()
+
+    @property
+    def closed(self) -> bool:
+        return self._ws.closed or self._closed.is_set()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        # a peer that went away is the close path's business, not the sender's
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self._ws.send_str(dumps(message).decode("utf-8"))
+
+    async def close(self, code: int, reason: str) -> None:
+        await self._ws.close(code=code, message=reason.encode("utf-8"))
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    def mark_closed(self) -> None:
+        self._closed.set()
+
+
+def origin_allowed(request: web.Request, allowed: tuple[str, ...]) -> bool:
+    """WS-4: no Origin (a native client), a same-origin page, or a configured origin."""
+    origin = request.headers.get("Origin")
+    if origin is None or origin in allowed:
+        return True
+    host = request.headers.get("Host", "")
+    return origin in (f"http://{host}", f"https://{host}")
+
+
+class _Stream:
+    """Per-socket state: is it registered, and what is still running."""
+
+    def __init__(self, gateway: WorkerGateway, connection: WebSocketConnection, queue: str) -> None:
+        self.gateway = gateway
+        self.connection = connection
+        self.queue = queue
+        self.registered = False
+        self.registration: asyncio.Task[None] | None = None
+        self.work: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self.work.add(task)
+        task.add_done_callback(self.work.discard)
+
+    async def register(self, message: Any, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        session = await self.gateway.register(self.connection, message, self.queue)
+        if session is not None:
+            self.registered = True
+
+    async def handle(self, data: str) -> bool:
+        """Handle one frame; ``False`` when the socket must close."""
+        parsed = parse_worker_frame(data, registered=self.registered)
+        if isinstance(parsed, FrameRejection):
+            log.info(
+                "frame refused", code=parsed.code, reason=parsed.message, peer=self.connection.peer
+            )
+            await self.connection.send(dict(parsed.to_message()))
+            await self.connection.close(parsed.close_code, parsed.code)
+            return False
+        kind = parsed["type"]
+        if kind == "register":
+            self.registration = asyncio.create_task(self.register(parsed, self.registration))
+        elif kind == "heartbeat":
+            self.gateway.heartbeat(self.connection)
+        elif kind == "activityHeartbeat":
+            self.spawn(self.gateway.activity_heartbeat(self.connection, dict(parsed)))
+        else:
+            self.spawn(self.gateway.task_result(self.connection, dict(parsed)))
+        return True
+
+
+async def serve_worker_stream(
+    request: web.Request, gateway: WorkerGateway, *, max_frame_bytes: int
+) -> web.StreamResponse:
+    """Run one worker socket to its end."""
+    queue = request.match_info["queue"]
+    ws = web.WebSocketResponse(
+        max_msg_size=max_frame_bytes, timeout=CLOSE_TIMEOUT_S, compress=False
+    )
+    await ws.prepare(request)
+    connection = WebSocketConnection(ws, request.remote)
+    stream = _Stream(gateway, connection, queue)
+    try:
+        async for message in ws:
+            if message.type == WSMsgType.TEXT:
+                data = message.data
+            elif message.type == WSMsgType.BINARY:
+                data = message.data.decode("utf-8", errors="replace")  # FRAME-2
+            else:
+                break
+            if not await stream.handle(data):
+                break
+    finally:
+        if stream.registration is not None:
+            await asyncio.gather(stream.registration, return_exceptions=True)
+        if stream.work:
+            await asyncio.gather(*list(stream.work), return_exceptions=True)
+        connection.mark_closed()
+        gateway.disconnected(connection)
+    return ws
