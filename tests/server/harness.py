@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from treadle import Orchestrator, ServerConfig, create_app
+from treadle import Orchestrator, ServerConfig, TaskRecord, create_app
 from treadle_protocol.jsonjs import dumps, loads
 
 WAIT = 10.0
@@ -194,6 +194,34 @@ class RawWorker:
     async def close(self) -> None:
         if self.ws is not None:
             await self.ws.close()
+
+
+async def record_where(
+    orchestrator: Orchestrator,
+    operation_id: str,
+    predicate: Callable[[TaskRecord], bool],
+    timeout: float = WAIT,  # noqa: ASYNC109
+) -> TaskRecord:
+    """Wait (bounded) until the task's ledger record satisfies ``predicate``; return it.
+
+    Event-driven: it checks the current record, then listens to ledger writes.
+    """
+    changed = asyncio.Event()
+
+    def listener(before: TaskRecord | None, after: TaskRecord) -> None:
+        changed.set()
+
+    orchestrator.book.listen(listener)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                changed.clear()
+                record = await orchestrator.book.get(operation_id)
+                if record is not None and predicate(record):
+                    return record
+                await changed.wait()
+    finally:
+        orchestrator.book.unlisten(listener)
 
 
 async def submit(

@@ -45,6 +45,9 @@ class TaskBook:
         """Call ``listener(before, after)`` after every successful write."""
         self._listeners.append(listener)
 
+    def unlisten(self, listener: Listener) -> None:
+        self._listeners.remove(listener)
+
     def __len__(self) -> int:
         return len(self._live)
 
