@@ -27,9 +27,9 @@ $(UV):
 install: $(UV) ## create .venv with every workspace member and the dev tools (from uv.lock)
 	$(UV) sync --locked --all-packages --python $(PYTHON) --quiet
 
-run: install ## run the orchestrator
-	@echo "The orchestrator is not built yet (issue: the orchestrator). Nothing to run." >&2
-	@exit 1
+ARGS ?=
+run: install ## run the orchestrator on 127.0.0.1:7233 with ./treadle.db (extra flags: ARGS="...")
+	$(VENV)/bin/treadle serve $(ARGS)
 
 gen: install ## regenerate code from protocol/schema
 	$(PY) protocol/tools/gen.py

@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 
 from treadle import Orchestrator, ServerConfig, TaskRecord, create_app
+from treadle.app import stop
 from treadle_protocol.jsonjs import dumps, loads
 
 WAIT = 10.0
@@ -82,7 +83,7 @@ async def running_server(config: ServerConfig) -> AsyncIterator[Server]:
     try:
         yield Server(orchestrator, runner, port)
     finally:
-        await runner.cleanup()
+        await stop(runner)
 
 
 def fast_config(tmp_path: Path, **overrides: Any) -> ServerConfig:

@@ -3,8 +3,15 @@
 Every route is served with and without the ``/api`` prefix, as Weft's server
 strips ``/api`` before routing (WS-1).  The orchestrator starts in a
 ``cleanup_ctx`` — the listener is up while recovery runs, so ``/readyz``
-can say "not yet" — and is stopped in ``on_shutdown``, while worker sockets
-are still open, so they get ``shutdown`` and can drain (§14).
+can say "not yet".
+
+Stopping must drain workers while their sockets still carry frames: once
+aiohttp's ``AppRunner.cleanup`` begins, its connections drop every byte
+they receive, so a worker's last results would be lost in flight (they
+would come back after a restart, but a clean stop should not need one).
+:func:`stop` therefore closes the listening sockets, stops the
+orchestrator (``shutdown`` to every worker, wait for them, §14), and only
+then runs the runner's cleanup.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from .config import ServerConfig
 from .orchestrator import Orchestrator
 from .transport.ws import origin_allowed, serve_worker_stream
 
-__all__ = ["create_app", "serve"]
+__all__ = ["create_app", "serve", "stop"]
 
 log = structlog.get_logger("treadle")
 QUEUE = "{queue:[A-Za-z0-9_-]+}"
@@ -62,14 +69,18 @@ def create_app(config: ServerConfig, orchestrator: Orchestrator | None = None) -
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await orch.start(recover_in_background=True)
         yield
-        await orch.stop()  # no-op if on_shutdown already stopped it
-
-    async def drain(app: web.Application) -> None:
-        await orch.stop()
+        await orch.stop()  # a no-op after stop(); a last resort otherwise
 
     app.cleanup_ctx.append(lifecycle)
-    app.on_shutdown.append(drain)
     return app
+
+
+async def stop(runner: web.AppRunner) -> None:
+    """Stop listening, drain workers through the live sockets, then clean up."""
+    for site in list(runner.sites):
+        await site.stop()
+    await runner.app[ORCHESTRATOR].stop()
+    await runner.cleanup()
 
 
 def _ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
@@ -99,17 +110,17 @@ async def serve(config: ServerConfig, *, started: asyncio.Event | None = None) -
     )
     if not config.auth_enabled:
         log.warning("authentication is off: every request is allowed (configure --api-key)")
-    stop = asyncio.Event()
+    stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stopping.set)
     if started is not None:
         started.set()
     try:
-        await stop.wait()
+        await stopping.wait()
         log.info("stopping: draining workers")
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        await runner.cleanup()
+        await stop(runner)
         log.info("stopped")
