@@ -172,6 +172,10 @@ class Dispatcher:
         assert record.lease_deadline is not None
         self._deadlines.push(record.lease_deadline, record.operation_id, token)
         self._metrics.dispatched(record, now)
+        if self._registry.get(session.worker_id) is not session:
+            # the session was forfeited while the lease was being written
+            await self.take_back(record.operation_id, token, reason="worker-disconnect")
+            return
         connection = session.connection
         if connection is not None:
             await connection.send(task_frame(record))

@@ -257,12 +257,13 @@ class Orchestrator:
         if after.is_terminal and (before is None or not before.is_terminal):
             self.metrics.ended(after)
             self.backlog.discard(after.operation_id)
+            extra = {"uncertain": True} if after.uncertain else {}
             log.info(
                 "task ended",
                 operation_id=after.operation_id,
-                disposition=after.disposition,
+                disposition=after.disposition or after.state,
                 attempt=after.attempt,
-                uncertain=after.uncertain or None,
+                **extra,
             )
 
     # -- tasks -------------------------------------------------------------------
