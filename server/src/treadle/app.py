@@ -25,7 +25,7 @@ import structlog
 from aiohttp import web
 
 from .api import system, tasks
-from .api.common import CONFIG, ORCHESTRATOR, Handler, scoped
+from .api.common import CONFIG, ORCHESTRATOR, Handler, errors, scoped
 from .config import ServerConfig
 from .orchestrator import Orchestrator
 from .transport.ws import origin_allowed, serve_worker_stream
@@ -60,7 +60,7 @@ def _routes() -> list[tuple[str, str, Handler, str | None]]:
 def create_app(config: ServerConfig, orchestrator: Orchestrator | None = None) -> web.Application:
     """The application for ``config`` (an orchestrator is made if none is given)."""
     orch = orchestrator or Orchestrator(config)
-    app = web.Application(client_max_size=config.max_body_bytes + 1)
+    app = web.Application(client_max_size=config.max_body_bytes + 1, middlewares=[errors])
     app[CONFIG] = config
     app[ORCHESTRATOR] = orch
     for method, path, handler, scope in _routes():

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from treadle_protocol import InvalidJsonError
@@ -17,18 +18,22 @@ from treadle_protocol.jsonjs import dumps, loads
 
 from ..auth import authorize
 from ..config import ServerConfig
+from ..errors import NotReadyError, StoreError
 from ..orchestrator import Orchestrator
 
 __all__ = [
     "CONFIG",
     "ORCHESTRATOR",
+    "BodyError",
     "Handler",
     "error",
+    "errors",
     "json",
     "read_json",
     "scoped",
 ]
 
+log = structlog.get_logger("treadle.api")
 ORCHESTRATOR = web.AppKey("orchestrator", Orchestrator)
 CONFIG = web.AppKey("config", ServerConfig)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -79,6 +84,25 @@ async def read_json(request: web.Request, *, empty: Any = None) -> Any:
         return loads(bytes(raw))
     except InvalidJsonError:
         raise BodyError(error(400, "Invalid JSON body")) from None
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn failures into JSON: a store outage is 503, anything unexpected a logged 500."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        return error(exc.status, exc.reason)
+    except StoreError as exc:
+        log.error("ledger unavailable", path=request.path, error=str(exc))
+        return error(503, f"The task ledger is unavailable: {exc}")
+    except NotReadyError as exc:
+        return error(503, str(exc))
+    except Exception:
+        log.exception("request failed", method=request.method, path=request.path)
+        return error(500, "Internal error; the orchestrator logged the details")
 
 
 def scoped(scope: str | None, handler: Handler) -> Handler:

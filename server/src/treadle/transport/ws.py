@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
 from typing import Any, Final
 
 import structlog
@@ -73,6 +74,14 @@ def origin_allowed(request: web.Request, allowed: tuple[str, ...]) -> bool:
     return origin in (f"http://{host}", f"https://{host}")
 
 
+async def _logged(coro: Coroutine[Any, Any, None]) -> None:
+    """Run one message's handling; a failure is logged, never fatal to the socket or process."""
+    try:
+        await coro
+    except Exception:
+        log.exception("worker message handling failed")
+
+
 class _Stream:
     """Per-socket state: is it registered, and what is still running."""
 
@@ -85,7 +94,7 @@ class _Stream:
         self.work: set[asyncio.Task[None]] = set()
 
     def spawn(self, coro: Any) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(coro)
+        task: asyncio.Task[None] = asyncio.create_task(_logged(coro))
         self.work.add(task)
         task.add_done_callback(self.work.discard)
 
@@ -108,7 +117,9 @@ class _Stream:
             return False
         kind = parsed["type"]
         if kind == "register":
-            self.registration = asyncio.create_task(self.register(parsed, self.registration))
+            self.registration = asyncio.create_task(
+                _logged(self.register(parsed, self.registration))
+            )
         elif kind == "heartbeat":
             self.gateway.heartbeat(self.connection)
         elif kind == "activityHeartbeat":
