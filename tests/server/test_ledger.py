@@ -173,3 +173,22 @@ def test_wire_detail_shows_the_outcome_only_when_terminal() -> None:
     failed = complete(leased(), token="tok-1", status="failed", error="boom", now=T0)
     assert failed.wire_detail()["error"] == "boom"
     assert "value" not in failed.wire_detail()
+
+
+def test_a_dead_letter_keeps_the_result_and_clearing_ends_the_task() -> None:
+    from treadle.ledger import clear_dead_letter, dead_letter
+
+    record = dead_letter(leased(), token="tok-1", status="completed", value=7, now=T0 + 5)
+    assert (record.state, record.status, record.value, record.result_token) == (
+        "deadLettered",
+        "completed",
+        7,
+        "tok-1",
+    )
+    assert record.is_terminal
+    cleared = clear_dead_letter(record, now=T0 + 9)
+    assert (cleared.state, cleared.disposition, cleared.value) == ("terminal", "completed", 7)
+    with pytest.raises(TransitionError):
+        clear_dead_letter(cleared, now=T0 + 10)
+    failed = dead_letter(leased(), token="tok-1", status="cancelled", error="stop", now=T0)
+    assert clear_dead_letter(failed, now=T0).disposition == "failed"

@@ -42,6 +42,7 @@ __all__ = [
     "NO_DETAILS",
     "TaskRecord",
     "clamp_visibility_timeout",
+    "clear_dead_letter",
     "complete",
     "dead_letter",
     "exhausted_message",
@@ -392,4 +393,18 @@ def dead_letter(
             result_digest=result_digest(status, kept_value, kept_error),
             finished_at=now,
         ),
+    )
+
+
+def clear_dead_letter(record: TaskRecord, *, now: int) -> TaskRecord:
+    """An operator accepts a dead-lettered result: the task ends with it.
+
+    A completed result resolves the task as completed; anything else as failed
+    (there was no live cancellation to honour any more).
+    """
+    if record.state != "deadLettered":
+        raise TransitionError(record.operation_id, record.state, "clear dead letter")
+    disposition: Disposition = "completed" if record.status == "completed" else "failed"
+    return _next(
+        record, state="terminal", disposition=disposition, status=disposition, finished_at=now
     )

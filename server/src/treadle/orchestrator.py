@@ -366,6 +366,16 @@ class Orchestrator:
             await self.gateway.deliver_cancel(after)
         return True
 
+    async def clear_dead_letter(self, operation_id: str) -> TaskRecord:
+        """End a dead-lettered task with its stored result; ``TransitionError`` if it is not one."""
+        try:
+            _, after = await self.book.apply(
+                operation_id, lambda r: ledger.clear_dead_letter(r, now=self._clock())
+            )
+        except KeyError:
+            raise UnknownTaskError(operation_id) from None
+        return after
+
     # -- workers, queues, drain ----------------------------------------------------
 
     def workers(self) -> list[dict[str, Any]]:

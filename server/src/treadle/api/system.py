@@ -7,6 +7,7 @@
 | ``POST``/``DELETE /api/v1/workers/{id}/drain``          | system:admin  |
 | ``POST``/``DELETE /api/v1/worker-deployments/{n}/drain``| system:admin  |
 | ``GET /api/v1/tasks/diagnostics``                       | system:read   |
+| ``DELETE /api/v1/tasks/diagnostics/dead-letter/{id}``   | system:admin  |
 | ``GET /v1/metrics`` (also under ``/api``)               | system:read   |
 | ``GET /healthz``, ``GET /readyz``                       | none          |
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..diagnostics import DiagnosticsQuery, diagnose
+from ..errors import TransitionError, UnknownTaskError
 from ..metrics import CONTENT_TYPE
 from .common import ORCHESTRATOR, error, json
 
@@ -62,6 +64,17 @@ async def diagnostics(request: web.Request) -> web.Response:
     )
 
 
+async def clear_dead_letter(request: web.Request) -> web.Response:
+    operation_id = request.match_info["operationId"]
+    try:
+        record = await request.app[ORCHESTRATOR].clear_dead_letter(operation_id)
+    except UnknownTaskError as exc:
+        return error(404, str(exc))
+    except TransitionError:
+        return error(409, f"operation {operation_id!r} is not dead-lettered")
+    return json(record.wire_detail())
+
+
 async def metrics(request: web.Request) -> web.Response:
     body = request.app[ORCHESTRATOR].metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
@@ -84,6 +97,12 @@ ROUTES = [
     ("POST", "/v1/worker-deployments/{name}/drain", drain_deployment, "system:admin"),
     ("DELETE", "/v1/worker-deployments/{name}/drain", drain_deployment, "system:admin"),
     ("GET", "/v1/tasks/diagnostics", diagnostics, "system:read"),
+    (
+        "DELETE",
+        "/v1/tasks/diagnostics/dead-letter/{operationId}",
+        clear_dead_letter,
+        "system:admin",
+    ),
     ("GET", "/v1/metrics", metrics, "system:read"),
 ]
 OPEN_ROUTES = [
