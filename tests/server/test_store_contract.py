@@ -136,6 +136,25 @@ async def test_many_concurrent_writes_are_all_applied(store: Store) -> None:
     assert len(await store.load_live()) == 2000
 
 
+async def test_operation_ids_with_lone_surrogates_are_stored(store: Store) -> None:
+    """JSON can carry a lone surrogate in an operation id; the store must not choke on it."""
+    odd = "op-\ud800"
+    assert await store.insert(record(odd))
+    fetched = await store.get(odd)
+    assert fetched is not None
+    assert fetched.operation_id == odd
+    assert await store.get("op-\udfff") is None
+
+
+async def test_a_cancelled_caller_does_not_stop_the_writer(store: Store) -> None:
+    waiting = [asyncio.ensure_future(store.insert(record(f"op-{i}"))) for i in range(20)]
+    for future in waiting[::2]:
+        future.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+    assert await store.insert(record("after"))
+    assert await store.get("after") is not None
+
+
 async def test_a_closed_store_refuses_work(store: Store) -> None:
     await store.close()
     with pytest.raises(StoreError, match="closed"):
@@ -211,5 +230,5 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
         writer.send_signal(signal.SIGKILL)
         writer.wait(timeout=10)
     with sqlite3.connect(path) as conn:
-        stored = {row[0] for row in conn.execute("SELECT operation_id FROM tasks")}
+        stored = {bytes(row[0]).decode() for row in conn.execute("SELECT operation_id FROM tasks")}
     assert {f"op-{i}" for i in range(acknowledged)} <= stored

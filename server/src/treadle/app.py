@@ -17,6 +17,7 @@ then runs the runner's cleanup.
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import ssl
 from collections.abc import AsyncIterator
@@ -34,10 +35,14 @@ __all__ = ["create_app", "serve", "stop"]
 
 log = structlog.get_logger("treadle")
 QUEUE = "{queue:[A-Za-z0-9_-]+}"
+_RAW_STREAM_PATH = re.compile(r"(?:/api)?/v1/tasks/[A-Za-z0-9_-]+/stream")
 
 
 async def _worker_stream(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG]
+    if _RAW_STREAM_PATH.fullmatch(request.raw_path.partition("?")[0]) is None:
+        # WS-2: the queue is matched on the raw path; aiohttp routes on the decoded one
+        return web.json_response({"error": "Not Found", "path": ""}, status=404)
     if not origin_allowed(request, config.allowed_origins):
         return web.json_response(
             {"error": "Cross-origin WebSocket upgrade not allowed"}, status=403
@@ -98,7 +103,11 @@ async def serve(config: ServerConfig, *, started: asyncio.Event | None = None) -
     await runner.setup()
     context = _ssl_context(config)
     site = web.TCPSite(runner, config.host, config.port, ssl_context=context)
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:
+        await stop(runner)  # the orchestrator started with the runner; close its ledger
+        raise
     scheme = "https" if context else "http"
     port = runner.addresses[0][1] if runner.addresses else config.port
     log.info(

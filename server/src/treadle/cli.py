@@ -10,6 +10,8 @@
 
 Every option can also come from the environment as ``TREADLE_<OPTION>``
 (``TREADLE_PORT=8080``; ``TREADLE_API_KEYS`` holds keys separated by spaces).
+Environment values go through the same parsing as flags (argparse converts
+string defaults with the option's ``type``), so a bad one is reported the same way.
 Bad settings exit with status 2 and a message naming the setting.
 """
 
@@ -42,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("serve", help="run the orchestrator")
     run.add_argument("--host", default=_env("HOST", "127.0.0.1"))
-    run.add_argument("--port", type=int, default=int(_env("PORT", 7233)))
+    run.add_argument("--port", type=int, default=_env("PORT", "7233"))
     run.add_argument("--db", default=_env("DB", "./treadle.db"), help="SQLite file or :memory:")
     run.add_argument(
         "--api-key",
@@ -64,16 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("least-loaded", "round-robin", "fair-share"),
         default=_env("ROUTING_POLICY", "least-loaded"),
     )
+    run.add_argument("--reconnect-grace-ms", type=int, default=_env("RECONNECT_GRACE_MS", "2000"))
     run.add_argument(
-        "--reconnect-grace-ms", type=int, default=int(_env("RECONNECT_GRACE_MS", 2000))
-    )
-    run.add_argument(
-        "--expiry-scan-interval-ms", type=int, default=int(_env("EXPIRY_SCAN_INTERVAL_MS", 100))
+        "--expiry-scan-interval-ms", type=int, default=_env("EXPIRY_SCAN_INTERVAL_MS", "100")
     )
     run.add_argument(
         "--worker-shutdown-timeout-ms",
         type=int,
-        default=int(_env("WORKER_SHUTDOWN_TIMEOUT_MS", 30_000)),
+        default=_env("WORKER_SHUTDOWN_TIMEOUT_MS", "30000"),
     )
     run.add_argument("--payload-max-bytes", type=int, default=_env("PAYLOAD_MAX_BYTES"))
     run.add_argument("--cancel-settle-ms", type=int, default=_env("CANCEL_SETTLE_MS"))

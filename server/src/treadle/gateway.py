@@ -588,6 +588,11 @@ class WorkerGateway:
             _, pending = await asyncio.wait(waits, timeout=timeout_ms / 1000)
             for task in pending:
                 task.cancel()
+            late = [c for c in connections if not c.closed]
+            if late:
+                log.warning("workers did not close in time; closing them", count=len(late))
+            for connection in late:
+                await connection.close(1001, "server shutting down")
         for handle in self._grace.values():
             handle.cancel()
         self._grace.clear()

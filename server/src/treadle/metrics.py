@@ -50,8 +50,8 @@ class _StateCollector(Collector):
         backlog = GaugeMetricFamily(
             "weft_task_backlog", "Queued tasks waiting for a worker.", labels=["queue"]
         )
-        for queue, count in sorted(snap.backlog.items()):
-            backlog.add_metric([queue], count)
+        for queue in sorted(set(snap.backlog) | set(snap.workers)):  # known queues read 0
+            backlog.add_metric([queue], snap.backlog.get(queue, 0))
         yield backlog
         saturation = GaugeMetricFamily(
             "weft_worker_capacity_saturation",

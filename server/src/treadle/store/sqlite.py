@@ -30,7 +30,7 @@ T = TypeVar("T")
 MAX_BATCH: Final = 1024
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS tasks (
-    operation_id TEXT PRIMARY KEY,
+    operation_id BLOB PRIMARY KEY,
     queue        TEXT NOT NULL,
     state        TEXT NOT NULL,
     generation   INTEGER NOT NULL,
@@ -41,6 +41,11 @@ CREATE INDEX IF NOT EXISTS tasks_live ON tasks (state)
 """
 
 Op = Callable[[sqlite3.Connection], Any]
+
+
+def _key(operation_id: str) -> bytes:
+    """The row key: UTF-8, with lone surrogates kept (JSON allows them; SQLite text does not)."""
+    return operation_id.encode("utf-8", "surrogatepass")
 
 
 @dataclass(slots=True)
@@ -109,17 +114,23 @@ class SQLiteStore:
             conn.close()
 
     @staticmethod
-    def _run_batch(conn: sqlite3.Connection, batch: list[_Job]) -> None:
+    def _run_batch(conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+        # A caller that was cancelled before its turn is skipped; once a future
+        # is running it can no longer be cancelled, so setting it cannot fail.
+        batch = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+        if not batch:
+            return
         results: list[tuple[bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job in batch:
                 try:
                     results.append((True, job.op(conn)))
-                except sqlite3.IntegrityError as exc:
+                except (sqlite3.IntegrityError, ValueError, TypeError) as exc:
+                    # this job's data is unusable; the rest of the batch goes on
                     results.append((False, exc))
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:  # the writer thread must outlive any one batch
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             error = StoreError(f"SQLite write failed, nothing in this batch was applied: {exc}")
@@ -148,7 +159,7 @@ class SQLiteStore:
             cursor = conn.execute(
                 "INSERT OR IGNORE INTO tasks (operation_id, queue, state, generation, body) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (record.operation_id, record.queue, record.state, record.generation, body),
+                (_key(record.operation_id), record.queue, record.state, record.generation, body),
             )
             return cursor.rowcount == 1
 
@@ -163,7 +174,13 @@ class SQLiteStore:
             cursor = conn.execute(
                 "UPDATE tasks SET state = ?, generation = ?, body = ? "
                 "WHERE operation_id = ? AND generation = ?",
-                (record.state, record.generation, body, record.operation_id, expected_generation),
+                (
+                    record.state,
+                    record.generation,
+                    body,
+                    _key(record.operation_id),
+                    expected_generation,
+                ),
             )
             return cursor.rowcount == 1
 
@@ -172,7 +189,7 @@ class SQLiteStore:
     async def get(self, operation_id: str) -> TaskRecord | None:
         def op(conn: sqlite3.Connection) -> bytes | None:
             row = conn.execute(
-                "SELECT body FROM tasks WHERE operation_id = ?", (operation_id,)
+                "SELECT body FROM tasks WHERE operation_id = ?", (_key(operation_id),)
             ).fetchone()
             return None if row is None else bytes(row[0])
 

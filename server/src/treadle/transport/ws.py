@@ -135,7 +135,10 @@ async def serve_worker_stream(
     """Run one worker socket to its end."""
     queue = request.match_info["queue"]
     ws = web.WebSocketResponse(
-        max_msg_size=max_frame_bytes, timeout=CLOSE_TIMEOUT_S, compress=False
+        # aiohttp refuses a payload *equal* to max_msg_size; the cap itself is allowed (FRAME-3)
+        max_msg_size=max_frame_bytes + 1,
+        timeout=CLOSE_TIMEOUT_S,
+        compress=False,
     )
     await ws.prepare(request)
     connection = WebSocketConnection(ws, request.remote)
