@@ -36,18 +36,19 @@ class DiagnosticsQuery:
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> DiagnosticsQuery:
-        """Parse query parameters; raises ``ValueError`` naming the bad one."""
+        """Parse query parameters; raises ``ValueError(name, message)`` for a bad one."""
 
         def number(name: str, default: int, minimum: int) -> int:
             text = query.get(name)
             if text is None:
                 return default
+            problem = ValueError(name, f"{name} must be an integer of at least {minimum}")
             try:
                 value = int(text)
             except ValueError:
-                raise ValueError(name) from None
+                raise problem from None
             if value < minimum:
-                raise ValueError(name)
+                raise problem
             return value
 
         return cls(

@@ -51,7 +51,8 @@ async def diagnostics(request: web.Request) -> web.Response:
     try:
         query = DiagnosticsQuery.from_query(request.query)
     except ValueError as exc:
-        return error(400, f"{exc} must be a non-negative integer", f"/{exc}")
+        name, message = exc.args
+        return error(400, message, f"/{name}")
     orchestrator = request.app[ORCHESTRATOR]
     return json(
         diagnose(
