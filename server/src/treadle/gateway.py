@@ -130,7 +130,7 @@ class WorkerGateway:
             kind = self._registry.classify(worker_id, connection, resume)
         if kind == "unproven" and existing is not None:
             self._cancel_grace(worker_id)
-            await self._forfeit(existing, reason="worker-disconnect", remove=False)
+            await self._forfeit(existing)
         if connection.closed:
             return None
         if self._registry.deployment_conflict(admitted.manifest, worker_id):
@@ -199,7 +199,7 @@ class WorkerGateway:
         if previous is not None and previous.worker_id != worker_id:
             # the socket re-registers under another id: its old identity is gone now
             self._registry.remove(previous)
-            self._spawn(self._forfeit(previous, reason="worker-disconnect", remove=True))
+            self._spawn(self._forfeit(previous))
         session = self._registry.add(
             worker_id=worker_id,
             queue=queue,
@@ -223,7 +223,7 @@ class WorkerGateway:
         log.info("worker disconnected", worker_id=session.worker_id, grace_ms=grace)
         if grace == 0:
             self._registry.remove(session)
-            self._spawn(self._forfeit(session, reason="worker-disconnect", remove=True))
+            self._spawn(self._forfeit(session))
             return
         self._registry.detach(session, self._clock() + grace)
         loop = asyncio.get_running_loop()
@@ -238,12 +238,13 @@ class WorkerGateway:
         self._grace.pop(session.worker_id, None)
         if self._registry.get(session.worker_id) is session and session.connection is None:
             self._registry.remove(session)
-            self._spawn(self._forfeit(session, reason="worker-disconnect", remove=True))
+            self._spawn(self._forfeit(session))
 
-    async def _forfeit(self, session: WorkerSession, *, reason: str, remove: bool) -> None:
-        """Take back every attempt ``session`` holds (GRACE-4, RESUME-2)."""
-        if remove:
-            self._registry.remove(session)
+    async def _forfeit(self, session: WorkerSession) -> None:
+        """Take back every attempt ``session`` holds (GRACE-4, RESUME-2).
+
+        Callers take the session out of routing first (``remove`` or detached).
+        """
         entries = list(session.in_flight.values())
         if entries:
             log.info(
@@ -253,7 +254,9 @@ class WorkerGateway:
             )
         await asyncio.gather(
             *(
-                self._dispatcher.take_back(e.operation_id, e.attempt_token, reason=reason)
+                self._dispatcher.take_back(
+                    e.operation_id, e.attempt_token, reason="worker-disconnect"
+                )
                 for e in entries
             )
         )
