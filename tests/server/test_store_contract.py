@@ -232,3 +232,17 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         stored = {bytes(row[0]).decode() for row in conn.execute("SELECT operation_id FROM tasks")}
     assert {f"op-{i}" for i in range(acknowledged)} <= stored
+
+
+async def test_a_ledger_of_another_schema_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # an unversioned layout, as an older build wrote it
+        conn.execute("CREATE TABLE tasks (operation_id TEXT PRIMARY KEY, body BLOB)")
+    with pytest.raises(StoreError, match="schema version 0 is not 1"):
+        SQLiteStore(path)
+    fresh = tmp_path / "fresh.db"
+    store = SQLiteStore(fresh)
+    await store.close()
+    with sqlite3.connect(fresh) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    await SQLiteStore(fresh).close()  # reopening its own version is fine

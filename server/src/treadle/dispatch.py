@@ -146,8 +146,13 @@ class Dispatcher:
                 pending.operation_id,
                 lambda r: ledger.lease(r, token=token, worker_id=session.worker_id, now=now),
             )
-        except (TransitionError, KeyError):
+        except TransitionError:
             # cancelled or otherwise moved on while it waited: nothing to send
+            self._registry.unreserve(session)
+            self.kick()
+            return
+        except KeyError:
+            log.warning("a queued task has no ledger record", operation_id=pending.operation_id)
             self._registry.unreserve(session)
             self.kick()
             return

@@ -28,6 +28,9 @@ __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
 MAX_BATCH: Final = 1024
+SCHEMA_VERSION: Final = 1
+"""``PRAGMA user_version`` of the files this code writes.  A file of another version is
+refused at open, never read under the wrong layout (v1: operation ids are UTF-8 BLOBs)."""
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS tasks (
     operation_id BLOB PRIMARY KEY,
@@ -84,7 +87,19 @@ class SQLiteStore:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
         conn.execute("PRAGMA busy_timeout=5000")
-        conn.executescript(_SCHEMA)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        has_tasks = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tasks'"
+        ).fetchone()
+        if version != SCHEMA_VERSION and (has_tasks or version != 0):
+            conn.close()
+            raise sqlite3.DatabaseError(
+                f"ledger schema version {version} is not {SCHEMA_VERSION}; "
+                "this file was written by another Treadle version"
+            )
+        if not has_tasks:
+            conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         return conn
 
     def _run(self) -> None:
