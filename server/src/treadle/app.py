@@ -31,7 +31,7 @@ from .config import ServerConfig
 from .orchestrator import Orchestrator
 from .transport.ws import origin_allowed, serve_worker_stream
 
-__all__ = ["create_app", "serve", "stop"]
+__all__ = ["create_app", "serve", "ssl_context", "stop"]
 
 log = structlog.get_logger("treadle")
 QUEUE = "{queue:[A-Za-z0-9_-]+}"
@@ -88,7 +88,8 @@ async def stop(runner: web.AppRunner) -> None:
     await runner.cleanup()
 
 
-def _ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
+def ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
+    """The server TLS context for ``--tls-cert/--tls-key``, or ``None`` without them."""
     if config.tls_cert is None or config.tls_key is None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -101,7 +102,7 @@ async def serve(config: ServerConfig, *, started: asyncio.Event | None = None) -
     app = create_app(config)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    context = _ssl_context(config)
+    context = ssl_context(config)
     site = web.TCPSite(runner, config.host, config.port, ssl_context=context)
     try:
         await site.start()
