@@ -99,6 +99,38 @@ def fast_config(tmp_path: Path, **overrides: Any) -> ServerConfig:
     return ServerConfig(**fields)
 
 
+def result_frame(task: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """A ``taskResult`` for ``task`` (echoing its revision), completed with ``null`` unless
+    ``fields`` say otherwise; a field given as ``None`` is left out."""
+    frame: dict[str, Any] = {
+        "type": "taskResult",
+        "operationId": task["operationId"],
+        "attemptToken": task["attemptToken"],
+        "status": "completed",
+        "value": None,
+    }
+    if "workflowRevision" in task:
+        frame["workflowRevision"] = task["workflowRevision"]
+    frame.update(fields)
+    return {key: value for key, value in frame.items() if value is not None or key == "value"}
+
+
+async def until_closed(
+    worker: RawWorker,
+    timeout: float = WAIT,  # noqa: ASYNC109
+) -> tuple[list[dict[str, Any]], int | None, str]:
+    """Every text frame the server sends until it closes, then the close code and reason."""
+    frames: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout):
+        while True:
+            message = await worker.socket.receive()
+            if message.type == aiohttp.WSMsgType.TEXT:
+                frames.append(loads(message.data))
+                continue
+            assert message.type == aiohttp.WSMsgType.CLOSE, message
+            return frames, message.data, str(message.extra or "")
+
+
 class RawWorker:
     """One worker socket, driven frame by frame."""
 
@@ -180,17 +212,8 @@ class RawWorker:
         return ack
 
     async def result(self, task: dict[str, Any], value: Any = None, **extra: Any) -> None:
-        frame = {
-            "type": "taskResult",
-            "operationId": task["operationId"],
-            "attemptToken": task["attemptToken"],
-            "status": "completed",
-            "value": value,
-        }
-        if "workflowRevision" in task:
-            frame["workflowRevision"] = task["workflowRevision"]
-        frame.update(extra)
-        await self.send(frame)
+        """Send a completed ``taskResult`` for ``task`` (see :func:`result_frame`)."""
+        await self.send(result_frame(task, value=value, **extra))
 
     async def close(self) -> None:
         if self.ws is not None:

@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 
 from check_vectors import Case, cases, frame_input, load_suites
-from harness import WAIT, RawWorker, Server, fast_config, running_server
+from harness import WAIT, RawWorker, Server, fast_config, running_server, until_closed
 from treadle_protocol.jsonjs import loads
 
 SUITES = load_suites()
@@ -57,22 +57,6 @@ async def send_input(worker: RawWorker, data: str | bytes) -> None:
         await worker.socket.send_frame(data, aiohttp.WSMsgType.TEXT)
     else:
         await worker.send_text(data)
-
-
-async def until_closed(
-    worker: RawWorker,
-    timeout: float = WAIT,  # noqa: ASYNC109
-) -> tuple[list[dict[str, Any]], int | None, str]:
-    """Every text frame the server sends until it closes, then the close code and reason."""
-    frames: list[dict[str, Any]] = []
-    async with asyncio.timeout(timeout):
-        while True:
-            message = await worker.socket.receive()
-            if message.type == aiohttp.WSMsgType.TEXT:
-                frames.append(loads(message.data))
-                continue
-            assert message.type == aiohttp.WSMsgType.CLOSE, message
-            return frames, message.data, str(message.extra or "")
 
 
 def expected_error(expect: dict[str, Any]) -> dict[str, Any]:

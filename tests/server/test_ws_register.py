@@ -8,7 +8,6 @@ registration-stage register vectors and every rejected manifest vector of
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
@@ -22,7 +21,6 @@ import yarl
 
 from check_vectors import Case, cases, load_suites
 from harness import (
-    WAIT,
     RawWorker,
     Server,
     fast_config,
@@ -30,8 +28,8 @@ from harness import (
     record_where,
     running_server,
     submit,
+    until_closed,
 )
-from treadle_protocol.jsonjs import loads
 
 SUITES = load_suites()
 REGISTER_VECTORS = [
@@ -99,22 +97,6 @@ def canonical_digest(doc: dict[str, Any]) -> str:
     }
     text = json.dumps(canonical, ensure_ascii=False, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-async def until_closed(
-    worker: RawWorker,
-    timeout: float = WAIT,  # noqa: ASYNC109
-) -> tuple[list[dict[str, Any]], int | None, str]:
-    """Every text frame the server sends until it closes, then the close code and reason."""
-    frames: list[dict[str, Any]] = []
-    async with asyncio.timeout(timeout):
-        while True:
-            message = await worker.socket.receive()
-            if message.type == aiohttp.WSMsgType.TEXT:
-                frames.append(loads(message.data))
-                continue
-            assert message.type == aiohttp.WSMsgType.CLOSE, message
-            return frames, message.data, str(message.extra or "")
 
 
 def register_error(code: str, message: str, **extra: Any) -> dict[str, Any]:

@@ -18,26 +18,11 @@ from harness import (
     Server,
     fast_config,
     record_where,
+    result_frame,
     result_of,
     running_server,
     submit,
 )
-
-
-def result_frame(task: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    """A ``taskResult`` for ``task`` (echoing its revision), completed with ``null`` unless
-    ``fields`` say otherwise; a field given as ``None`` is left out."""
-    frame: dict[str, Any] = {
-        "type": "taskResult",
-        "operationId": task["operationId"],
-        "attemptToken": task["attemptToken"],
-        "status": "completed",
-        "value": None,
-    }
-    if "workflowRevision" in task:
-        frame["workflowRevision"] = task["workflowRevision"]
-    frame.update(fields)
-    return {key: value for key, value in frame.items() if value is not None or key == "value"}
 
 
 def ack(task: dict[str, Any], disposition: str) -> dict[str, Any]:

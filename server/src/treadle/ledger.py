@@ -303,6 +303,21 @@ def result_digest(status: str, value: JsonValue, error: str | None) -> str:
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
+def _content(status: Status, value: JsonValue, error: str | None) -> dict[str, Any]:
+    """The stored fields of a result as sent: a value only when completed, else an error.
+
+    The digest identifies the content as submitted, so an identical resend is
+    recognised as a duplicate even when the status is normalised afterwards.
+    """
+    kept_value = value if status == "completed" else None
+    kept_error = error if status != "completed" else None
+    return {
+        "value": kept_value,
+        "error": kept_error,
+        "result_digest": result_digest(status, kept_value, kept_error),
+    }
+
+
 def complete(
     record: TaskRecord,
     *,
@@ -321,11 +336,7 @@ def complete(
     """
     if not record.holds_attempt or record.attempt_token != token:
         raise TransitionError(record.operation_id, record.state, "complete")
-    kept_value = value if status == "completed" else None
-    kept_error = error if status != "completed" else None
-    # The digest identifies the content as submitted, so an identical resend
-    # is recognised as a duplicate even when the status was normalised below.
-    digest = result_digest(status, kept_value, kept_error)
+    content = _content(status, value, error)  # before the status is normalised below
     disposition: Disposition
     if status == "cancelled":
         disposition = "cancelled" if record.state == "cancelling" else "failed"
@@ -337,13 +348,11 @@ def complete(
         state="terminal",
         disposition=disposition,
         status=status,
-        value=kept_value,
-        error=kept_error,
         result_token=token,
-        result_digest=digest,
         lease_deadline=None,
         attempt_deadline=None,
         finished_at=now,
+        **content,
     )
 
 
@@ -380,18 +389,14 @@ def dead_letter(
     """
     if record.is_terminal:
         raise TransitionError(record.operation_id, record.state, "dead-letter")
-    kept_value = value if status == "completed" else None
-    kept_error = error if status != "completed" else None
     return _next(
         record,
         **_release(
             state="deadLettered",
             status=status,
-            value=kept_value,
-            error=kept_error,
             result_token=token,
-            result_digest=result_digest(status, kept_value, kept_error),
             finished_at=now,
+            **_content(status, value, error),
         ),
     )
 
