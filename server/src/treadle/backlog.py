@@ -94,7 +94,3 @@ class Backlog:
     def counts(self) -> Counter[str]:
         """Queued tasks per queue (ready and delayed)."""
         return Counter(task.queue for _, task in self._members.values())
-
-    def oldest(self) -> list[Pending]:
-        """Every indexed task, oldest first (for diagnostics)."""
-        return sorted((task for _, task in self._members.values()), key=lambda t: t.available_at)

@@ -326,9 +326,6 @@ class Registry:
             return min(candidates, key=lambda s: (s.load / s.concurrency, s.worker_id))
         return min(candidates, key=lambda s: (s.load, s.worker_id))
 
-    def has_capacity(self, queue: str) -> bool:
-        return any(s.routable() for s in self.on_queue(queue))
-
     def holder(self, operation_id: str) -> tuple[WorkerSession, InFlight] | None:
         """The session holding an attempt of ``operation_id``, and its entry."""
         session = self._holders.get(operation_id)
