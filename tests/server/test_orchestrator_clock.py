@@ -8,7 +8,7 @@ test calls ``expire_due``.  So every deadline is exact, and nothing sleeps.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import pytest
@@ -35,9 +35,9 @@ class MemoryConnection:
         self.closed = False
         self.close_code: int | None = None
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Mapping[str, Any]) -> None:
         if not self.closed:
-            self.frames.put_nowait(message)
+            self.frames.put_nowait(dict(message))
 
     async def close(self, code: int, reason: str) -> None:
         self.closed, self.close_code = True, code

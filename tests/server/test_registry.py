@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ T0 = 1_700_000_000_000
 class FakeConnection:
     closed = False
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Mapping[str, Any]) -> None:
         raise AssertionError("the registry never sends")
 
     async def close(self, code: int, reason: str) -> None:
@@ -61,7 +62,7 @@ def test_classification_follows_the_registration_algorithm() -> None:
     session = add(registry, "w1", connection=socket_a)
     assert registry.classify("w1", socket_a, None) == "same-socket"
     assert registry.classify("w1", socket_b, None) == "hijack"
-    registry.detach(session, T0 + 100)
+    registry.detach(session)
     assert registry.classify("w1", socket_b, session.generation) == "proven"
     assert registry.classify("w1", socket_b, session.generation + 1) == "unproven"
     assert registry.classify("w1", socket_b, None) == "unproven"
@@ -95,7 +96,7 @@ def test_proven_resume_rebinds_and_keeps_everything() -> None:
     registry = Registry()
     session = add(registry, "w1")
     registry.adopt(session, entry("op-1", "tok"))
-    registry.detach(session, T0 + 100)
+    registry.detach(session)
     assert not session.routable()
     new_socket = FakeConnection()
     registry.resume(session, new_socket, concurrency=5, manifest=parsed(), now=T0 + 50)
@@ -127,7 +128,7 @@ def test_eligibility_needs_queue_activity_connection_and_no_drain() -> None:
     registry.drain_worker("w1", True)
     assert registry.select("default", "billing.charge") is None
     registry.drain_worker("w1", False)
-    registry.detach(session, T0 + 100)
+    registry.detach(session)
     assert registry.select("default", "billing.charge") is None
 
 

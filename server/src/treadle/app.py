@@ -29,13 +29,14 @@ from .api import system, tasks
 from .api.common import CONFIG, ORCHESTRATOR, Handler, errors, scoped
 from .config import ServerConfig
 from .orchestrator import Orchestrator
+from .submission import QUEUE_PATTERN
 from .transport.ws import origin_allowed, serve_worker_stream
 
 __all__ = ["create_app", "serve", "ssl_context", "stop"]
 
 log = structlog.get_logger("treadle")
-QUEUE = "{queue:[A-Za-z0-9_-]+}"
-_RAW_STREAM_PATH = re.compile(r"(?:/api)?/v1/tasks/[A-Za-z0-9_-]+/stream")
+QUEUE = f"{{queue:{QUEUE_PATTERN.pattern}}}"
+_RAW_STREAM_PATH = re.compile(rf"(?:/api)?/v1/tasks/{QUEUE_PATTERN.pattern}/stream")
 
 
 async def _worker_stream(request: web.Request) -> web.StreamResponse:

@@ -19,11 +19,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 import structlog
 
-from treadle_protocol import UNSET, build
+from treadle_protocol import UNSET, TaskMessage, build
 
 from . import ledger
 from .backlog import Backlog, Pending
@@ -50,23 +49,21 @@ def pending_of(record: TaskRecord) -> Pending:
     )
 
 
-def task_frame(record: TaskRecord) -> dict[str, Any]:
+def task_frame(record: TaskRecord) -> TaskMessage:
     """The ``task`` frame for the attempt ``record`` holds (DISPATCH-6)."""
     assert record.attempt_token is not None
     details = record.last_heartbeat_details
-    return dict(
-        build.task(
-            operation_id=record.operation_id,
-            activity_name=record.activity_name,
-            input=record.input,
-            attempt=record.attempt,
-            attempt_token=record.attempt_token,
-            visibility_timeout=record.visibility_timeout_ms,
-            workflow_execution_token=record.workflow_execution_token,
-            workflow_revision=record.workflow_revision,
-            headers=record.headers,
-            last_heartbeat_details=UNSET if details is NO_DETAILS else details,  # type: ignore[arg-type]
-        )
+    return build.task(
+        operation_id=record.operation_id,
+        activity_name=record.activity_name,
+        input=record.input,
+        attempt=record.attempt,
+        attempt_token=record.attempt_token,
+        visibility_timeout=record.visibility_timeout_ms,
+        workflow_execution_token=record.workflow_execution_token,
+        workflow_revision=record.workflow_revision,
+        headers=record.headers,
+        last_heartbeat_details=UNSET if details is NO_DETAILS else details,  # type: ignore[arg-type]
     )
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from treadle_protocol import ForbiddenReasonValue
+
 from .ledger import TaskRecord
 from .registry import InFlight
 
@@ -34,16 +36,6 @@ __all__ = [
 STALE_TOKEN: Final = "stale attempt token"
 REVISION_MISMATCH: Final = "revision mismatch"
 UNKNOWN_OPERATION: Final = "unknown operation"
-
-ForbiddenReason = Literal[
-    "unknown-operation",
-    "stale-attempt",
-    "worker-mismatch",
-    "attempt-token-mismatch",
-    "queue-mismatch",
-    "revision-mismatch",
-    "conflicting-content",
-]
 
 
 def not_assigned(worker_id: str) -> str:
@@ -67,7 +59,7 @@ class Reject:
     """Refuse the result; ``reason`` is the text, ``code`` the long-poll 403 reason."""
 
     reason: str
-    code: ForbiddenReason
+    code: ForbiddenReasonValue
 
 
 @dataclass(frozen=True, slots=True)

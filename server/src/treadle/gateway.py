@@ -18,13 +18,15 @@ import structlog
 
 from treadle_protocol import (
     AdmittedRegistration,
+    DispositionValue,
+    ErrorCode,
     FrameRejection,
     JsonValue,
+    RegisterErrorCode,
     RegisterMessage,
     admit_registration,
     build,
 )
-from treadle_protocol._wire import DispositionValue
 from treadle_protocol.frames import register_error
 from treadle_protocol.jsonjs import dumps
 
@@ -97,7 +99,7 @@ class WorkerGateway:
     async def _refuse(self, connection: Connection, rejection: FrameRejection) -> None:
         self._metrics.registrations.labels(rejection.code).inc()
         log.info("registration refused", code=rejection.code, reason=rejection.message)
-        await connection.send(dict(rejection.to_message()))
+        await connection.send(rejection.to_message())
         await connection.close(rejection.close_code, rejection.code)
 
     async def register(
@@ -113,7 +115,7 @@ class WorkerGateway:
             await self._refuse(
                 connection,
                 register_error(
-                    "registration_rejected",
+                    RegisterErrorCode.REGISTRATION_REJECTED,
                     "Server task-ledger recovery failed \u2014 cannot admit new workers: "
                     f"{self.recovery_error}",
                 ),
@@ -138,7 +140,7 @@ class WorkerGateway:
             await self._refuse(
                 connection,
                 register_error(
-                    "deployment_conflict",
+                    RegisterErrorCode.DEPLOYMENT_CONFLICT,
                     f'Deployment "{name}" build "{build_id}" is already registered with a '
                     "different artifact digest",
                 ),
@@ -148,20 +150,19 @@ class WorkerGateway:
             await self._refuse(
                 connection,
                 register_error(
-                    "invalid_registration", "workerId is already registered to an active connection"
+                    RegisterErrorCode.INVALID_REGISTRATION,
+                    "workerId is already registered to an active connection",
                 ),
             )
             return None
         session = self._admit(connection, admitted, queue, proven=kind == "proven")
         await connection.send(
-            dict(
-                build.register_ack(
-                    worker_id=worker_id,
-                    queue=queue,
-                    concurrency=session.concurrency,
-                    accepted_manifest_digest=admitted.manifest.digest,
-                    session_generation=session.generation,
-                )
+            build.register_ack(
+                worker_id=worker_id,
+                queue=queue,
+                concurrency=session.concurrency,
+                accepted_manifest_digest=admitted.manifest.digest,
+                session_generation=session.generation,
             )
         )
         self._metrics.registrations.labels("accepted").inc()
@@ -225,7 +226,7 @@ class WorkerGateway:
             self._registry.remove(session)
             self._spawn(self._forfeit(session))
             return
-        self._registry.detach(session, self._clock() + grace)
+        self._registry.detach(session)
         loop = asyncio.get_running_loop()
         self._grace[session.worker_id] = loop.call_later(grace / 1000, self._grace_lapsed, session)
 
@@ -338,13 +339,9 @@ class WorkerGateway:
         )
         if reason is not None:
             await connection.send(
-                dict(
-                    build.protocol_error(
-                        code="invalid_message",
-                        message=fencing.rejection_message(
-                            "activityHeartbeat", operation_id, reason
-                        ),
-                    )
+                build.protocol_error(
+                    code=ErrorCode.INVALID_MESSAGE,
+                    message=fencing.rejection_message("activityHeartbeat", operation_id, reason),
                 )
             )
             return
@@ -354,11 +351,9 @@ class WorkerGateway:
             size = _payload_size(message["details"])
             if size > limit:
                 await connection.send(
-                    dict(
-                        build.protocol_error(
-                            code="invalid_message",
-                            message=oversize_message("activity heartbeat details", size, limit),
-                        )
+                    build.protocol_error(
+                        code=ErrorCode.INVALID_MESSAGE,
+                        message=oversize_message("activity heartbeat details", size, limit),
                     )
                 )
                 details = ledger.NO_DETAILS
@@ -419,7 +414,7 @@ class WorkerGateway:
             if size > limit:
                 text = oversize_message("activity result", size, limit)
                 await connection.send(
-                    dict(build.protocol_error(code="invalid_message", message=text))
+                    build.protocol_error(code=ErrorCode.INVALID_MESSAGE, message=text)
                 )
                 status, value, error = "failed", None, text
         outcome = await self.commit(
@@ -533,13 +528,11 @@ class WorkerGateway:
     ) -> None:
         self._metrics.results.labels("rejected").inc()
         await connection.send(
-            dict(
-                build.protocol_error(
-                    code="invalid_message",
-                    message=fencing.rejection_message("taskResult", operation_id, reason),
-                    operation_id=operation_id,
-                    attempt_token=token,
-                )
+            build.protocol_error(
+                code=ErrorCode.INVALID_MESSAGE,
+                message=fencing.rejection_message("taskResult", operation_id, reason),
+                operation_id=operation_id,
+                attempt_token=token,
             )
         )
 
@@ -549,12 +542,10 @@ class WorkerGateway:
         if disposition != "applied":
             self._metrics.results.labels(disposition).inc()
         await connection.send(
-            dict(
-                build.task_result_ack(
-                    operation_id=operation_id,
-                    attempt_token=token,
-                    disposition=cast(DispositionValue, disposition),
-                )
+            build.task_result_ack(
+                operation_id=operation_id,
+                attempt_token=token,
+                disposition=cast(DispositionValue, disposition),
             )
         )
 
@@ -572,12 +563,10 @@ class WorkerGateway:
         connection = held[0].connection
         if connection is not None:
             await connection.send(
-                dict(
-                    build.cancel(
-                        operation_id=record.operation_id,
-                        attempt_token=record.attempt_token,
-                        reason=record.cancellation_reason or "Task cancelled",
-                    )
+                build.cancel(
+                    operation_id=record.operation_id,
+                    attempt_token=record.attempt_token,
+                    reason=record.cancellation_reason or "Task cancelled",
                 )
             )
 
@@ -585,7 +574,7 @@ class WorkerGateway:
         """Send ``shutdown`` to every connected worker and wait for them to close (§14)."""
         connections = [s.connection for s in self._registry if s.connection is not None]
         for connection in connections:
-            await connection.send(dict(build.shutdown()))
+            await connection.send(build.shutdown())
         if connections:
             waits = [asyncio.create_task(c.wait_closed()) for c in connections]
             _, pending = await asyncio.wait(waits, timeout=timeout_ms / 1000)

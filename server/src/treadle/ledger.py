@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
-from treadle_protocol import JsonValue
+from treadle_protocol import JsonValue, ResultStatusValue, TaskDispositionValue
 from treadle_protocol.jsonjs import canonical_json
 
 from .errors import TransitionError
@@ -61,8 +61,9 @@ MAX_VISIBILITY_TIMEOUT_MS: Final = 3_600_000
 ATTEMPT_DEADLINE_MULTIPLIER: Final = 6
 
 State = Literal["queued", "leased", "cancelling", "terminal", "deadLettered"]
-Disposition = Literal["completed", "failed", "cancelled", "retryExhausted"]
-Status = Literal["completed", "failed", "cancelled"]
+"""The stored states: the schema's ``TaskStateValue`` less ``completing`` (never stored)."""
+Disposition = TaskDispositionValue
+Status = ResultStatusValue
 
 
 class _NoDetails:

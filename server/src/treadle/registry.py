@@ -12,7 +12,7 @@ orchestrator does the I/O and tells the registry what happened.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
@@ -37,7 +37,7 @@ class Connection(Protocol):
     @property
     def closed(self) -> bool: ...
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Mapping[str, Any]) -> None:
         """Send one message; a closed connection drops it silently."""
         ...
 
@@ -78,16 +78,11 @@ class WorkerSession:
     in_flight: dict[str, InFlight] = field(default_factory=dict)
     reserved: int = 0
     draining: bool = False
-    grace_deadline: int | None = None
 
     @property
     def load(self) -> int:
         """Attempts held plus slots reserved for claims in progress."""
         return len(self.in_flight) + self.reserved
-
-    @property
-    def in_grace(self) -> bool:
-        return self.connection is None
 
     def routable(self) -> bool:
         """Connected, not draining, and below its concurrency (DISPATCH-1)."""
@@ -243,14 +238,12 @@ class Registry:
         session.concurrency = concurrency
         session.manifest = manifest
         session.activities = frozenset(manifest.activity_names)
-        session.grace_deadline = None
         session.last_heartbeat = now
         self._bind(session, connection)
 
-    def detach(self, session: WorkerSession, grace_deadline: int) -> None:
-        """The socket closed: keep the session, out of routing, until ``grace_deadline``."""
+    def detach(self, session: WorkerSession) -> None:
+        """The socket closed: keep the session, out of routing, until its grace ends."""
         self._unbind(session)
-        session.grace_deadline = grace_deadline
 
     def _bind(self, session: WorkerSession, connection: Connection) -> None:
         previous = self._by_connection.get(id(connection))

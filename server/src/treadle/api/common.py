@@ -98,8 +98,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except StoreError as exc:
         log.error("ledger unavailable", path=request.path, error=str(exc))
         return error(503, f"The task ledger is unavailable: {exc}")
-    except NotReadyError as exc:
-        return error(503, str(exc))
+    except NotReadyError:
+        return error(
+            503, "The orchestrator is not accepting work (starting, stopping, or recovery failed)"
+        )
     except Exception:
         log.exception("request failed", method=request.method, path=request.path)
         return error(500, "Internal error; the orchestrator logged the details")

@@ -14,7 +14,7 @@ import math
 
 from aiohttp import web
 
-from ..errors import InvalidTaskError, NotReadyError, TaskExistsError, UnknownTaskError
+from ..errors import InvalidTaskError, TaskExistsError, UnknownTaskError
 from ..ledger import TaskRecord
 from ..submission import parse_submission
 from .common import ORCHESTRATOR, error, json, read_json
@@ -23,12 +23,6 @@ __all__ = ["ROUTES"]
 
 DEFAULT_WAIT_MS = 30_000
 MAX_WAIT_MS = 60_000
-
-
-def _not_ready() -> web.Response:
-    return error(
-        503, "The orchestrator is not accepting work (starting, stopping, or recovery failed)"
-    )
 
 
 async def submit(request: web.Request) -> web.Response:
@@ -40,8 +34,6 @@ async def submit(request: web.Request) -> web.Response:
         return error(400, exc.message, exc.path)
     except TaskExistsError as exc:
         return error(409, str(exc), "/operationId")
-    except NotReadyError:
-        return _not_ready()
     record = submission.record
     return json(
         {"operationId": record.operation_id, "state": record.state},
@@ -116,8 +108,6 @@ async def cancel(request: web.Request) -> web.Response:
         recorded = await request.app[ORCHESTRATOR].cancel(request.match_info["operationId"], reason)
     except UnknownTaskError as exc:
         return error(404, str(exc))
-    except NotReadyError:
-        return _not_ready()
     return json({"recorded": recorded}, 202)
 
 

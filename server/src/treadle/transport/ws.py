@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any, Final
 
 import structlog
@@ -48,7 +48,7 @@ class WebSocketConnection:
     def closed(self) -> bool:
         return self._ws.closed or self._closed.is_set()
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Mapping[str, Any]) -> None:
         if self.closed:
             return
         # a peer that went away is the close path's business, not the sender's
@@ -112,7 +112,7 @@ class _Stream:
             log.info(
                 "frame refused", code=parsed.code, reason=parsed.message, peer=self.connection.peer
             )
-            await self.connection.send(dict(parsed.to_message()))
+            await self.connection.send(parsed.to_message())
             await self.connection.close(parsed.close_code, parsed.code)
             return False
         kind = parsed["type"]
