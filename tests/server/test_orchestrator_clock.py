@@ -35,9 +35,13 @@ class MemoryConnection:
         self.closed = False
         self.close_code: int | None = None
 
-    async def send(self, message: Mapping[str, Any]) -> None:
-        if not self.closed:
-            self.frames.put_nowait(dict(message))
+    demand = None
+
+    async def send(self, message: Mapping[str, Any]) -> bool:
+        if self.closed:
+            return False
+        self.frames.put_nowait(dict(message))
+        return True
 
     async def close(self, code: int, reason: str) -> None:
         self.closed, self.close_code = True, code

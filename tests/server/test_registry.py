@@ -16,8 +16,9 @@ T0 = 1_700_000_000_000
 
 class FakeConnection:
     closed = False
+    demand = None
 
-    async def send(self, message: Mapping[str, Any]) -> None:
+    async def send(self, message: Mapping[str, Any]) -> bool:
         raise AssertionError("the registry never sends")
 
     async def close(self, code: int, reason: str) -> None:

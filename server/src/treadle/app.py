@@ -5,13 +5,15 @@ strips ``/api`` before routing (WS-1).  The orchestrator starts in a
 ``cleanup_ctx`` — the listener is up while recovery runs, so ``/readyz``
 can say "not yet".
 
-Stopping must drain workers while their sockets still carry frames: once
+Stopping must drain workers while they can still deliver results: once
 aiohttp's ``AppRunner.cleanup`` begins, its connections drop every byte
 they receive, so a worker's last results would be lost in flight (they
 would come back after a restart, but a clean stop should not need one).
-:func:`stop` therefore closes the listening sockets, stops the
-orchestrator (``shutdown`` to every worker, wait for them, §14), and only
-then runs the runner's cleanup.
+Long-poll workers deliver results on new HTTP requests, so the listener
+stays open too.  :func:`stop` therefore stops the orchestrator first
+(``shutdown`` to every worker, wait for them, §14 — meanwhile it refuses new
+registrations, sessions, polls and tasks), then closes the listening
+sockets, and only then runs the runner's cleanup.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .api.common import CONFIG, ORCHESTRATOR, Handler, errors, scoped
 from .config import ServerConfig
 from .orchestrator import Orchestrator
 from .submission import QUEUE_PATTERN
+from .transport import longpoll
 from .transport.ws import origin_allowed, serve_worker_stream
 
 __all__ = ["create_app", "serve", "ssl_context", "stop"]
@@ -58,6 +61,7 @@ def _routes() -> list[tuple[str, str, Handler, str | None]]:
         ("GET", f"/v1/tasks/{QUEUE}/stream", _worker_stream, "workers:write"),
         *tasks.ROUTES,
         *system.ROUTES,
+        *longpoll.ROUTES,  # last: GET /v1/tasks/{queue} must not shadow the fixed routes (LP-10)
     ]
     prefixed = [(m, p, h, s) for m, p, h, s in api] + [(m, "/api" + p, h, s) for m, p, h, s in api]
     return prefixed + list(system.OPEN_ROUTES)
@@ -82,10 +86,10 @@ def create_app(config: ServerConfig, orchestrator: Orchestrator | None = None) -
 
 
 async def stop(runner: web.AppRunner) -> None:
-    """Stop listening, drain workers through the live sockets, then clean up."""
+    """Drain workers while they can still reach us, stop listening, then clean up."""
+    await runner.app[ORCHESTRATOR].stop()
     for site in list(runner.sites):
         await site.stop()
-    await runner.app[ORCHESTRATOR].stop()
     await runner.cleanup()
 
 

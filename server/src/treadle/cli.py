@@ -7,6 +7,7 @@
                   [--log-format auto|json|console] [--reconnect-grace-ms MS]
                   [--expiry-scan-interval-ms MS] [--routing-policy POLICY]
                   [--payload-max-bytes N] [--cancel-settle-ms MS]
+                  [--session-lease-ms MS]
 
 Every option can also come from the environment as ``TREADLE_<OPTION>``
 (``TREADLE_PORT=8080``; ``TREADLE_API_KEYS`` holds keys separated by spaces).
@@ -68,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--reconnect-grace-ms", type=int, default=_env("RECONNECT_GRACE_MS", "2000"))
     run.add_argument(
+        "--session-lease-ms",
+        type=int,
+        default=_env("SESSION_LEASE_MS", "60000"),
+        help="long-poll worker sessions unheard of for this long expire",
+    )
+    run.add_argument(
         "--expiry-scan-interval-ms", type=int, default=_env("EXPIRY_SCAN_INTERVAL_MS", "100")
     )
     run.add_argument(
@@ -102,6 +109,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         routing_policy=args.routing_policy,
         expiry_scan_interval_ms=args.expiry_scan_interval_ms,
         reconnect_grace_ms=args.reconnect_grace_ms,
+        session_lease_ms=args.session_lease_ms,
         worker_shutdown_timeout_ms=args.worker_shutdown_timeout_ms,
         payload_max_bytes=None if args.payload_max_bytes is None else int(args.payload_max_bytes),
         cancel_settle_ms=None if args.cancel_settle_ms is None else int(args.cancel_settle_ms),

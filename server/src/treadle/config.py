@@ -76,6 +76,8 @@ class ServerConfig:
     routing_policy: RoutingPolicy = "least-loaded"
     expiry_scan_interval_ms: int = 100
     reconnect_grace_ms: int = 2000
+    session_lease_ms: int = 60_000
+    """A long-poll worker session unheard of for this long expires (SESS-5)."""
     worker_shutdown_timeout_ms: int = 30_000
     max_frame_bytes: int = 4 * 1024 * 1024
     max_body_bytes: int = 1024 * 1024
@@ -103,6 +105,7 @@ class ServerConfig:
             )
         _require(self.expiry_scan_interval_ms >= 1, "expiry_scan_interval_ms must be at least 1")
         _require(self.worker_shutdown_timeout_ms >= 0, "worker_shutdown_timeout_ms must be ≥ 0")
+        _require(self.session_lease_ms >= 1, "session_lease_ms must be at least 1")
         _require(self.max_frame_bytes >= 1024, "max_frame_bytes must be at least 1024")
         _require(self.max_body_bytes >= 1024, "max_body_bytes must be at least 1024")
         _require(

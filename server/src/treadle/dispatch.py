@@ -12,6 +12,9 @@ group commit turns a burst of them into a few fsyncs.
 :meth:`Dispatcher.take_back` is the other direction, shared by lease expiry,
 lost workers, recovery and retried failures: requeue the attempt (or settle
 it, if it was being cancelled), free the slot, and index the task again.
+:meth:`Dispatcher.unclaim` undoes a lease whose frame never left — a socket
+that closed or a poll that was answered while the lease was being written —
+without counting the attempt.
 """
 
 from __future__ import annotations
@@ -138,6 +141,12 @@ class Dispatcher:
     async def _claim(self, session: WorkerSession, pending: Pending) -> None:
         token = str(uuid.uuid4())
         now = self._clock()
+        if not self._deliverable(session):
+            # the poll or socket went away after the match: nothing written yet
+            self._registry.unreserve(session)
+            self._backlog.add(pending, now)
+            self.kick()
+            return
         try:
             _, record = await self._book.apply(
                 pending.operation_id,
@@ -174,14 +183,22 @@ class Dispatcher:
         assert record.lease_deadline is not None
         self._deadlines.push(record.lease_deadline, record.operation_id, token)
         self._metrics.dispatched(record, now)
-        if self._registry.get(session.worker_id) is not session:
+        if not self._registry.tracked(session):
             # the session was forfeited while the lease was being written
             await self.take_back(record.operation_id, token, reason="worker-disconnect")
             return
         connection = session.connection
-        if connection is not None:
-            await connection.send(task_frame(record))
-        # A connection that closed meanwhile leaves the attempt to grace and expiry.
+        if connection is None or not await connection.send(task_frame(record)):
+            # The frame never left (the socket closed, or the poll was answered
+            # or abandoned meanwhile): the attempt never started, so undo it.
+            await self.unclaim(record.operation_id, token)
+
+    def _deliverable(self, session: WorkerSession) -> bool:
+        connection = session.connection
+        if connection is None or connection.closed:
+            return False
+        demand = connection.demand
+        return demand is None or demand >= session.reserved
 
     # -- take back ---------------------------------------------------------------
 
@@ -219,6 +236,28 @@ class Dispatcher:
         if record.state == "queued":
             self.enqueue(record)
         elif session is not None:
+            self.kick()
+        return record
+
+    async def unclaim(self, operation_id: str, token: str) -> TaskRecord | None:
+        """Undo the lease of an undelivered ``task`` frame; no attempt is spent."""
+        now = self._clock()
+        try:
+            _, record = await self._book.apply(
+                operation_id, lambda r: ledger.unclaim(r, token=token, now=now)
+            )
+        except (TransitionError, KeyError):
+            self._registry.release(operation_id, token)
+            return None
+        except (ConflictError, StoreError) as exc:
+            # the lease stands; expiry will take it back
+            log.error("undelivered claim not undone", operation_id=operation_id, error=str(exc))
+            return None
+        self._registry.release(operation_id, token)
+        log.info("undelivered attempt undone", operation_id=operation_id, state=record.state)
+        if record.state == "queued":
+            self.enqueue(record)
+        else:
             self.kick()
         return record
 

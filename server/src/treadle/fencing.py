@@ -7,6 +7,11 @@ the fallback — when no worker holds the task in memory (a resend after a
 reconnect, a restart, or after completion) — checks the durable record.
 Every refusal is a reason string that goes, verbatim, into a correlated
 ``protocolError`` (or, for long-poll, a 403 ``reason``).
+
+HTTP long-poll (LP-6) has no in-memory entry to consult: :func:`check_claim`
+authorizes against the record alone, in Weft's long-poll order — the URL's
+queue first, then the holder (a live attempt needs the ``workerId`` it was
+given), then the token, then the revision, strictly (LP-7).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ __all__ = [
     "UNKNOWN_OPERATION",
     "Accept",
     "Reject",
+    "check_claim",
+    "check_claim_heartbeat",
     "check_heartbeat",
     "check_in_flight",
     "check_record",
@@ -36,6 +43,7 @@ __all__ = [
 STALE_TOKEN: Final = "stale attempt token"
 REVISION_MISMATCH: Final = "revision mismatch"
 UNKNOWN_OPERATION: Final = "unknown operation"
+QUEUE_MISMATCH: Final = "queue mismatch"
 
 
 def not_assigned(worker_id: str) -> str:
@@ -127,3 +135,56 @@ def check_heartbeat(held: tuple[str, InFlight] | None, *, worker_id: str, token:
     if entry.attempt_token != token:
         return STALE_TOKEN
     return None
+
+
+def _claim_identity(
+    record: TaskRecord | None, *, queue: str, worker_id: str | None, token: str
+) -> Reject | None:
+    """LP-6 up to the token: whether this claim's holder may speak for the record's attempt."""
+    if record is None:
+        return Reject(UNKNOWN_OPERATION, "unknown-operation")
+    if record.queue != queue:
+        return Reject(QUEUE_MISMATCH, "queue-mismatch")
+    if record.holds_attempt:
+        if worker_id is None or worker_id != record.worker_id:
+            return Reject(not_assigned(worker_id or ""), "worker-mismatch")
+        if token != record.attempt_token:
+            return Reject(STALE_TOKEN, "attempt-token-mismatch")
+        return None
+    if record.is_terminal and record.result_token is not None:
+        # resolved: the token alone proves a resend belongs to the attempt that resolved it
+        if token != record.result_token:
+            return Reject(STALE_TOKEN, "attempt-token-mismatch")
+        return None
+    return Reject(STALE_TOKEN, "stale-attempt")
+
+
+def check_claim(
+    record: TaskRecord | None,
+    *,
+    queue: str,
+    worker_id: str | None,
+    token: str,
+    revision: str | None,
+    digest: str,
+) -> Reject | Accept:
+    """Authorize a long-poll result (LP-6, LP-7) against the durable record."""
+    refused = _claim_identity(record, queue=queue, worker_id=worker_id, token=token)
+    if refused is not None:
+        return refused
+    assert record is not None
+    if record.holds_attempt:
+        if _revision_differs(record.workflow_revision, revision):
+            return Reject(REVISION_MISMATCH, "revision-mismatch")
+        return Accept("commit")
+    if record.result_digest != digest:
+        return Reject(conflicting_content(record.operation_id, token), "conflicting-content")
+    return Accept("dead-lettered" if record.state == "deadLettered" else "duplicate")
+
+
+def check_claim_heartbeat(
+    record: TaskRecord | None, *, queue: str, worker_id: str | None, token: str
+) -> bool:
+    """Whether a long-poll heartbeat may be answered (LP-9); the fencing of a result, minus
+    the revision (a heartbeat carries none)."""
+    return _claim_identity(record, queue=queue, worker_id=worker_id, token=token) is None

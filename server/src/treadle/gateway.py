@@ -1,8 +1,10 @@
 """The worker side of the orchestrator: registration, heartbeats, results, disconnects.
 
-Transport-neutral: a WebSocket handler (and later the long-poll sessions)
-parses frames with ``treadle_protocol`` and calls these methods with a
-:class:`~treadle.registry.Connection`.  Everything the reference says about
+Transport-neutral: the WebSocket handler parses frames with
+``treadle_protocol`` and calls these methods with a
+:class:`~treadle.registry.Connection`; the long-poll layer
+(:mod:`treadle.polling`) registers sessions and commits results and
+renewals through the same methods.  Everything the reference says about
 what happens next lives here: the registration algorithm (reference §5.3),
 session generation and proven resume, reconnect grace, result fencing and
 acknowledgement (§7), lease renewal (§8) and cancellation delivery (§10).
@@ -11,6 +13,7 @@ acknowledgement (§7), lease renewal (§8) and cancellation delivery (§10).
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
@@ -22,6 +25,7 @@ from treadle_protocol import (
     ErrorCode,
     FrameRejection,
     JsonValue,
+    ParsedManifest,
     RegisterErrorCode,
     RegisterMessage,
     admit_registration,
@@ -80,6 +84,9 @@ class WorkerGateway:
         self._clock = clock
         self._ready = ready
         self.recovery_error: str | None = None
+        self.stopping = False
+        """Shutdown has begun: no new registrations; results are still taken."""
+        registry.on_idle = self._on_idle
         self._grace: dict[str, asyncio.TimerHandle] = {}
         self._orphans: dict[str, dict[str, TaskRecord]] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -111,6 +118,14 @@ class WorkerGateway:
             await self._refuse(connection, admitted)
             return None
         await self._ready.wait()
+        if self.stopping:
+            await self._refuse(
+                connection,
+                register_error(
+                    RegisterErrorCode.REGISTRATION_REJECTED, "The server is shutting down"
+                ),
+            )
+            return None
         if self.recovery_error is not None:
             await self._refuse(
                 connection,
@@ -199,8 +214,7 @@ class WorkerGateway:
         previous = self._registry.bound_to(connection)
         if previous is not None and previous.worker_id != worker_id:
             # the socket re-registers under another id: its old identity is gone now
-            self._registry.remove(previous)
-            self._spawn(self._forfeit(previous))
+            self.retire(previous)
         session = self._registry.add(
             worker_id=worker_id,
             queue=queue,
@@ -213,6 +227,40 @@ class WorkerGateway:
         self._adopt_orphans(session)
         return session
 
+    def open_session(
+        self,
+        *,
+        manifest: ParsedManifest,
+        queue: str,
+        concurrency: int,
+        started_at: float | None,
+        connection: Connection,
+    ) -> WorkerSession | None:
+        """Register a long-poll worker session (SESS-1); ``None`` on a deployment conflict."""
+        worker_id = str(uuid.uuid4())
+        if self._registry.deployment_conflict(manifest, worker_id):
+            self._metrics.registrations.labels(RegisterErrorCode.DEPLOYMENT_CONFLICT).inc()
+            return None
+        session = self._registry.add(
+            worker_id=worker_id,
+            queue=queue,
+            concurrency=concurrency,
+            manifest=manifest,
+            connection=connection,
+            started_at=started_at,
+            now=self._clock(),
+            transport="long-poll",
+        )
+        self._metrics.registrations.labels("accepted").inc()
+        log.info(
+            "worker session opened",
+            worker_id=worker_id,
+            queue=queue,
+            concurrency=concurrency,
+            activities=len(session.activities),
+        )
+        return session
+
     # -- disconnect, grace and forfeit (reference §9) ----------------------------
 
     def disconnected(self, connection: Connection) -> None:
@@ -223,8 +271,7 @@ class WorkerGateway:
         grace = self._config.reconnect_grace_ms
         log.info("worker disconnected", worker_id=session.worker_id, grace_ms=grace)
         if grace == 0:
-            self._registry.remove(session)
-            self._spawn(self._forfeit(session))
+            self.retire(session)
             return
         self._registry.detach(session)
         loop = asyncio.get_running_loop()
@@ -238,8 +285,12 @@ class WorkerGateway:
     def _grace_lapsed(self, session: WorkerSession) -> None:
         self._grace.pop(session.worker_id, None)
         if self._registry.get(session.worker_id) is session and session.connection is None:
-            self._registry.remove(session)
-            self._spawn(self._forfeit(session))
+            self.retire(session)
+
+    def retire(self, session: WorkerSession) -> None:
+        """Stop tracking ``session`` and take back its attempts in the background."""
+        self._registry.remove(session)
+        self._spawn(self._forfeit(session))
 
     async def _forfeit(self, session: WorkerSession) -> None:
         """Take back every attempt ``session`` holds (GRACE-4, RESUME-2).
@@ -353,7 +404,7 @@ class WorkerGateway:
                 await connection.send(
                     build.protocol_error(
                         code=ErrorCode.INVALID_MESSAGE,
-                        message=oversize_message("activity heartbeat details", size, limit),
+                        message=oversize_message("heartbeat details", size, limit),
                     )
                 )
                 details = ledger.NO_DETAILS
@@ -434,9 +485,14 @@ class WorkerGateway:
         error: str | None,
         *,
         worker_id: str | None,
+        recheck: Callable[[TaskRecord | None], fencing.Reject | fencing.Accept] | None = None,
     ) -> fencing.Reject | str | None:
         """Write the result of the live attempt: the disposition to ack, a refusal, or
-        ``None`` when the store failed (no ack: the worker keeps the result and resends)."""
+        ``None`` when the store failed (no ack: the worker keeps the result and resends).
+
+        If the attempt ended while the result was on its way, the result is
+        judged again by ``recheck`` (long-poll's rules), or RESULT-2's.
+        """
         now = self._clock()
 
         def step(record: TaskRecord) -> TaskRecord:
@@ -464,13 +520,17 @@ class WorkerGateway:
             _, record = await self._book.apply(operation_id, step)
         except (TransitionError, KeyError):
             # the attempt ended while this result was on its way: judge it again
-            verdict = fencing.check_record(
-                await self._book.get(operation_id),
-                worker_id=worker_id,
-                token=token,
-                revision=None,
-                digest=ledger.result_digest(status, value, error),
-            )
+            current = await self._book.get(operation_id)
+            if recheck is not None:
+                verdict = recheck(current)
+            else:
+                verdict = fencing.check_record(
+                    current,
+                    worker_id=worker_id,
+                    token=token,
+                    revision=None,
+                    digest=ledger.result_digest(status, value, error),
+                )
             return verdict if isinstance(verdict, fencing.Reject) else verdict.action
         except ConflictError:
             return await self._dead_letter(operation_id, token, status, value, error)
@@ -571,10 +631,21 @@ class WorkerGateway:
             )
 
     async def shutdown_workers(self, timeout_ms: int) -> None:
-        """Send ``shutdown`` to every connected worker and wait for them to close (§14)."""
-        connections = [s.connection for s in self._registry if s.connection is not None]
-        for connection in connections:
-            await connection.send(build.shutdown())
+        """Send ``shutdown`` to every connected worker and wait for them to finish (§14).
+
+        A WebSocket worker finishes by closing its socket.  A long-poll session
+        has no socket: its parked polls are answered, new polls get
+        ``session_draining``, and it finishes when its last attempt's result is
+        in (the HTTP listener stays up meanwhile; see :func:`treadle.app.stop`).
+        """
+        self.stopping = True
+        sessions = [s for s in self._registry if s.connection is not None]
+        for session in sessions:
+            assert session.connection is not None
+            await session.connection.send(build.shutdown())
+            if session.transport == "long-poll" and not session.in_flight:
+                await session.connection.close(1000, "drained")
+        connections = [s.connection for s in sessions if s.connection is not None]
         if connections:
             waits = [asyncio.create_task(c.wait_closed()) for c in connections]
             _, pending = await asyncio.wait(waits, timeout=timeout_ms / 1000)
@@ -582,9 +653,15 @@ class WorkerGateway:
                 task.cancel()
             late = [c for c in connections if not c.closed]
             if late:
-                log.warning("workers did not close in time; closing them", count=len(late))
+                log.warning("workers did not finish in time; closing them", count=len(late))
             for connection in late:
                 await connection.close(1001, "server shutting down")
         for handle in self._grace.values():
             handle.cancel()
         self._grace.clear()
+
+    def _on_idle(self, session: WorkerSession) -> None:
+        """A session's last attempt ended: a draining long-poll session is now finished."""
+        connection = session.connection
+        if self.stopping and session.transport == "long-poll" and connection is not None:
+            self._spawn(connection.close(1000, "drained"))

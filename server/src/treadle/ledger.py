@@ -13,6 +13,7 @@ States::
     queued ──lease──▶ leased ──complete──▶ terminal{completed|failed}
       ▲                 │ │ ╲──cancel──▶ cancelling ──complete──▶ terminal{cancelled|…}
       └──requeue────────┘ │                   └──settle_uncertain──▶ terminal{cancelled, uncertain}
+      └──unclaim────────┘ (the task frame never left: same attempt, no penalty)
     queued ──cancel──▶ terminal{cancelled}
     requeue past maxAttempts ──▶ terminal{retryExhausted}
 
@@ -53,6 +54,7 @@ __all__ = [
     "requeue",
     "result_digest",
     "settle_uncertain",
+    "unclaim",
 ]
 
 DEFAULT_VISIBILITY_TIMEOUT_MS: Final = 30_000
@@ -355,6 +357,29 @@ def complete(
         finished_at=now,
         **content,
     )
+
+
+def unclaim(record: TaskRecord, *, token: str, now: int) -> TaskRecord:
+    """Undo a lease whose ``task`` was never delivered (the poll or socket went away first).
+
+    The attempt never started, so it is not counted: leased → queued with the
+    same attempt number.  A cancel that arrived meanwhile ends the task
+    cancelled — certainly, since no worker ever ran it.
+    """
+    if not record.holds_attempt or record.attempt_token != token:
+        raise TransitionError(record.operation_id, record.state, "unclaim")
+    if record.state == "cancelling":
+        return _next(
+            record,
+            **_release(
+                state="terminal",
+                disposition="cancelled",
+                status="cancelled",
+                error=record.cancellation_reason,
+                finished_at=now,
+            ),
+        )
+    return _next(record, **_release(state="queued"))
 
 
 def settle_uncertain(record: TaskRecord, *, now: int) -> TaskRecord:

@@ -39,6 +39,7 @@ class Snapshot:
     capacity: Mapping[str, int] = field(default_factory=dict)
     workers: Mapping[str, int] = field(default_factory=dict)
     stale_heartbeats: int = 0
+    parked_polls: int = 0
 
 
 class _StateCollector(Collector):
@@ -72,6 +73,11 @@ class _StateCollector(Collector):
             "weft_task_stale_heartbeats",
             "Workers whose last session heartbeat is more than 60 s old.",
             value=snap.stale_heartbeats,
+        )
+        yield GaugeMetricFamily(
+            "treadle_longpoll_parked",
+            "Queue-scoped long-poll requests waiting for a task.",
+            value=snap.parked_polls,
         )
 
 

@@ -42,6 +42,7 @@ from .gateway import WorkerGateway
 from .leases import Deadlines
 from .ledger import TaskRecord
 from .metrics import Metrics, Snapshot
+from .polling import PollGateway
 from .registry import STALE_HEARTBEAT_MS, Registry
 from .retry import RetryPolicy
 from .store import SQLiteStore, Store
@@ -109,6 +110,7 @@ class Orchestrator:
         self._loops: list[asyncio.Task[None]] = []
         self._gateway: WorkerGateway | None = None
         self._dispatcher: Dispatcher | None = None
+        self._polls: PollGateway | None = None
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -123,6 +125,13 @@ class Orchestrator:
         if self._gateway is None:
             raise NotReadyError("the orchestrator has not been started")
         return self._gateway
+
+    @property
+    def polls(self) -> PollGateway:
+        """The HTTP long-poll side (queue-scoped polls and worker sessions)."""
+        if self._polls is None:
+            raise NotReadyError("the orchestrator has not been started")
+        return self._polls
 
     @property
     def dispatcher(self) -> Dispatcher:
@@ -163,6 +172,16 @@ class Orchestrator:
             registry=self.registry,
             dispatcher=self._dispatcher,
             deadlines=self.deadlines,
+            metrics=self.metrics,
+            clock=self._clock,
+            ready=self._ready,
+        )
+        self._polls = PollGateway(
+            config=self.config,
+            book=self._book,
+            registry=self.registry,
+            dispatcher=self._dispatcher,
+            gateway=self._gateway,
             metrics=self.metrics,
             clock=self._clock,
             ready=self._ready,
@@ -217,6 +236,7 @@ class Orchestrator:
         while True:
             await asyncio.sleep(interval)
             try:
+                self.polls.expire_sessions()
                 await self.dispatcher.expire_due()
             except Exception:  # keep scanning: one bad record must not stop expiry
                 log.exception("lease scan failed")
@@ -424,4 +444,6 @@ class Orchestrator:
                 capacity[session.queue] += session.concurrency
             if now - session.last_heartbeat > STALE_HEARTBEAT_MS:
                 stale += 1
-        return Snapshot(self.backlog.counts(), in_flight, capacity, workers, stale)
+        return Snapshot(
+            self.backlog.counts(), in_flight, capacity, workers, stale, self.registry.parked()
+        )

@@ -5,14 +5,16 @@ run, how many attempts each holds, and which are draining or in their
 reconnect grace window.  It decides — synchronously, so no two coroutines can
 both take the last slot — which worker gets the next task, and what kind of
 registration a ``register`` is (fresh, same-socket, proven or unproven
-resume, or a hijack).  It never touches a socket or the store: the
-orchestrator does the I/O and tells the registry what happened.
+resume, or a hijack).  Parked queue-scoped long-polls (reference §16A) are
+kept beside the sessions as single-use, capacity-one entries that routing
+falls back to.  It never touches a socket or the store: the orchestrator
+does the I/O and tells the registry what happened.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
@@ -37,8 +39,15 @@ class Connection(Protocol):
     @property
     def closed(self) -> bool: ...
 
-    async def send(self, message: Mapping[str, Any]) -> None:
-        """Send one message; a closed connection drops it silently."""
+    @property
+    def demand(self) -> int | None:
+        """How many tasks the transport can be handed right now: ``None`` for a push
+        transport (a WebSocket takes up to the concurrency), the number of parked
+        polls for a pull one (long-poll)."""
+        ...
+
+    async def send(self, message: Mapping[str, Any]) -> bool:
+        """Send one message; ``False`` if it certainly did not go out (closed, or no poll)."""
         ...
 
     async def close(self, code: int, reason: str) -> None:
@@ -48,6 +57,9 @@ class Connection(Protocol):
     async def wait_closed(self) -> None:
         """Return once the connection is closed."""
         ...
+
+
+Transport = Literal["websocket", "long-poll"]
 
 
 @dataclass(slots=True)
@@ -69,12 +81,14 @@ class WorkerSession:
     queue: str
     activities: frozenset[str]
     concurrency: int
-    manifest: ParsedManifest
+    manifest: ParsedManifest | None
+    """``None`` only for a queue-scoped poll, which registers nothing (LP-3)."""
     generation: int
     connection: Connection | None
     registered_at: int
     started_at: float
     last_heartbeat: int
+    transport: Transport = "websocket"
     in_flight: dict[str, InFlight] = field(default_factory=dict)
     reserved: int = 0
     draining: bool = False
@@ -85,14 +99,21 @@ class WorkerSession:
         return len(self.in_flight) + self.reserved
 
     def routable(self) -> bool:
-        """Connected, not draining, and below its concurrency (DISPATCH-1)."""
-        return self.connection is not None and not self.draining and self.load < self.concurrency
+        """Connected, not draining, below its concurrency (DISPATCH-1) and, for a
+        long-poll worker, with a parked poll not yet promised to a claim."""
+        connection = self.connection
+        if connection is None or self.draining or self.load >= self.concurrency:
+            return False
+        demand = connection.demand
+        return demand is None or demand > self.reserved
 
     def describe(self, now: int) -> dict[str, Any]:
         """The ``GET /api/v1/workers`` view of this session."""
+        assert self.manifest is not None
         name, build_id, artifact = self.manifest.deployment
         return {
             "workerId": self.worker_id,
+            "transport": self.transport,
             "queue": self.queue,
             "activities": sorted(self.activities),
             "concurrency": self.concurrency,
@@ -123,6 +144,10 @@ class Registry:
         self._drained_deployments: set[str] = set()
         self._holders: dict[str, WorkerSession] = {}
         self._by_connection: dict[int, WorkerSession] = {}
+        self._pollers: dict[str, WorkerSession] = {}
+        self._poll_index: dict[tuple[str, str], dict[str, WorkerSession]] = {}
+        self.on_idle: Callable[[WorkerSession], None] | None = None
+        """Called when a session's last attempt ends (shutdown waits on long-poll drains)."""
 
     # -- lookups ---------------------------------------------------------------
 
@@ -169,6 +194,8 @@ class Registry:
         for session in self._sessions.values():
             if session.worker_id == worker_id:
                 continue
+            if session.manifest is None:
+                continue
             other_name, other_build, other_artifact = session.manifest.deployment
             if (other_name, other_build) == (name, build_id) and other_artifact != artifact:
                 return True
@@ -184,6 +211,7 @@ class Registry:
         connection: Connection,
         started_at: float | None,
         now: int,
+        transport: Transport = "websocket",
     ) -> WorkerSession:
         """Track a fresh or unproven registration, or re-register on the same socket.
 
@@ -209,6 +237,7 @@ class Registry:
             registered_at=now,
             started_at=now if started_at is None else started_at,
             last_heartbeat=now,
+            transport=transport,
             in_flight=kept,
             reserved=reserved,
             draining=manifest.deployment[0] in self._drained_deployments,
@@ -292,7 +321,7 @@ class Registry:
             self._drained_deployments.discard(name)
         touched = []
         for session in self._sessions.values():
-            if session.manifest.deployment[0] == name:
+            if session.manifest is not None and session.manifest.deployment[0] == name:
                 session.draining = draining
                 touched.append(session.worker_id)
         return sorted(touched)
@@ -306,11 +335,12 @@ class Registry:
         connected (not in grace) and not draining (DISPATCH-1).  Least-loaded
         picks the fewest attempts, ties by worker id (DISPATCH-2); round-robin
         rotates a cursor per queue and activity; fair-share spreads by the
-        fraction of capacity in use.
+        fraction of capacity in use.  When no registered worker (WebSocket or
+        long-poll session) can take it, the longest-parked queue-scoped poll does.
         """
         candidates = [s for s in self.on_queue(queue) if activity in s.activities and s.routable()]
         if not candidates:
-            return None
+            return self._next_poller(queue, activity)
         if self._policy == "round-robin":
             candidates.sort(key=lambda s: s.worker_id)
             cursor = self._cursors.setdefault((queue, activity), itertools.count())
@@ -318,6 +348,60 @@ class Registry:
         if self._policy == "fair-share":
             return min(candidates, key=lambda s: (s.load / s.concurrency, s.worker_id))
         return min(candidates, key=lambda s: (s.load, s.worker_id))
+
+    def tracked(self, session: WorkerSession) -> bool:
+        """Whether ``session`` is still a live registration or a parked queue-scoped poll."""
+        worker_id = session.worker_id
+        return self._sessions.get(worker_id) is session or self._pollers.get(worker_id) is session
+
+    # -- queue-scoped polls (LP-3) -------------------------------------------------
+
+    def park(self, poller: WorkerSession) -> None:
+        """Make a queue-scoped poll routable for its activities, after every registered
+        worker (Weft hands work to long-poll only when no socket worker can take it)."""
+        self._pollers[poller.worker_id] = poller
+        for activity in poller.activities:
+            self._poll_index.setdefault((poller.queue, activity), {})[poller.worker_id] = poller
+
+    def unpark(self, poller: WorkerSession) -> None:
+        """Forget a poll that has been answered; its attempt, if any, is fenced by the ledger."""
+        if self._pollers.get(poller.worker_id) is not poller:
+            return
+        del self._pollers[poller.worker_id]
+        self._unindex(poller)
+        for operation_id in poller.in_flight:
+            if self._holders.get(operation_id) is poller:
+                del self._holders[operation_id]
+
+    def _unindex(self, poller: WorkerSession) -> None:
+        for activity in poller.activities:
+            key = (poller.queue, activity)
+            index = self._poll_index.get(key)
+            if index is not None and index.get(poller.worker_id) is poller:
+                del index[poller.worker_id]
+                if not index:
+                    del self._poll_index[key]
+
+    def parked(self) -> int:
+        """Queue-scoped polls waiting for a task."""
+        return len(self._pollers)
+
+    def _next_poller(self, queue: str, activity: str) -> WorkerSession | None:
+        """The longest-parked poll that can take a task, dropping spent ones from the index."""
+        index = self._poll_index.get((queue, activity))
+        if not index:
+            return None
+        spent = []
+        chosen = None
+        for poller in index.values():
+            if poller.routable():
+                chosen = poller
+                break
+            if poller.load == 0:  # answered, timed out, or its client went away
+                spent.append(poller)
+        for poller in spent:
+            self._unindex(poller)
+        return chosen
 
     def holder(self, operation_id: str) -> tuple[WorkerSession, InFlight] | None:
         """The session holding an attempt of ``operation_id``, and its entry."""
@@ -355,4 +439,6 @@ class Registry:
             return None
         del session.in_flight[operation_id]
         del self._holders[operation_id]
+        if not session.in_flight and self.on_idle is not None:
+            self.on_idle(session)
         return session

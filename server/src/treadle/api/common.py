@@ -29,6 +29,7 @@ __all__ = [
     "error",
     "errors",
     "json",
+    "read_body",
     "read_json",
     "scoped",
 ]
@@ -68,8 +69,8 @@ class BodyError(Exception):
         self.response = response
 
 
-async def read_json(request: web.Request, *, empty: Any = None) -> Any:
-    """The request body as JSON (``empty`` when there is none); raises :class:`BodyError`."""
+async def read_body(request: web.Request) -> bytes:
+    """The request body, refused with 413 past ``max_body_bytes`` (HTTP-2)."""
     limit = request.app[CONFIG].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise BodyError(too_large(request.content_length, limit))
@@ -78,10 +79,16 @@ async def read_json(request: web.Request, *, empty: Any = None) -> Any:
         raw += chunk
         if len(raw) > limit:
             raise BodyError(too_large(len(raw), limit))
+    return bytes(raw)
+
+
+async def read_json(request: web.Request, *, empty: Any = None) -> Any:
+    """The request body as JSON (``empty`` when there is none); raises :class:`BodyError`."""
+    raw = await read_body(request)
     if not raw.strip():
         return empty
     try:
-        return loads(bytes(raw))
+        return loads(raw)
     except InvalidJsonError:
         raise BodyError(error(400, "Invalid JSON body")) from None
 

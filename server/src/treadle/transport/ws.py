@@ -17,7 +17,6 @@ busy worker's results reach the store's group commit together.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Coroutine, Mapping
 from typing import Any, Final
 
@@ -48,12 +47,19 @@ class WebSocketConnection:
     def closed(self) -> bool:
         return self._ws.closed or self._closed.is_set()
 
-    async def send(self, message: Mapping[str, Any]) -> None:
+    @property
+    def demand(self) -> None:
+        return None  # a push transport: the worker's concurrency is the only bound
+
+    async def send(self, message: Mapping[str, Any]) -> bool:
         if self.closed:
-            return
-        # a peer that went away is the close path's business, not the sender's
-        with contextlib.suppress(ConnectionError, RuntimeError):
+            return False
+        try:
             await self._ws.send_str(dumps(message).decode("utf-8"))
+        except (ConnectionError, RuntimeError):
+            # a peer that went away is the close path's business, not the sender's
+            return False
+        return True
 
     async def close(self, code: int, reason: str) -> None:
         await self._ws.close(code=code, message=reason.encode("utf-8"))
