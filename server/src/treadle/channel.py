@@ -53,9 +53,15 @@ class PollChannel:
 
     @property
     def demand(self) -> int:
-        """Parked polls that can still be answered (dead ones are dropped here)."""
+        """Parked polls that can still be answered (dead ones are let go here)."""
         if self._polls and not all(p.ready() for p in self._polls):
-            self._polls = deque(p for p in self._polls if p.ready())
+            live: deque[_Poll] = deque()
+            for poll in self._polls:
+                if poll.ready():
+                    live.append(poll)
+                else:
+                    _let_go(poll)
+            self._polls = live
         return len(self._polls)
 
     async def send(self, message: Mapping[str, Any]) -> bool:
@@ -66,6 +72,7 @@ class PollChannel:
                 if poll.ready():
                     poll.future.set_result(message)
                     return True
+                _let_go(poll)
             return False
         if kind == "shutdown":
             self.stopping = True
@@ -85,9 +92,7 @@ class PollChannel:
 
     def _release(self) -> None:
         while self._polls:
-            poll = self._polls.popleft()
-            if not poll.future.done():
-                poll.future.set_result(None)
+            _let_go(self._polls.popleft())
 
     async def poll(self, timeout_s: float, alive: Alive) -> Mapping[str, Any] | None:
         """Park until a task is sent here (the ``task`` frame) or ``timeout_s`` passes (``None``).
@@ -108,6 +113,12 @@ class PollChannel:
             timer.cancel()
             if entry in self._polls:
                 self._polls.remove(entry)
+
+
+def _let_go(poll: _Poll) -> None:
+    """End a poll that will not get a task: its handler answers "no task" and returns."""
+    if not poll.future.done():
+        poll.future.set_result(None)
 
 
 def _expire(future: asyncio.Future[Mapping[str, Any] | None]) -> None:

@@ -183,14 +183,14 @@ class Dispatcher:
         assert record.lease_deadline is not None
         self._deadlines.push(record.lease_deadline, record.operation_id, token)
         self._metrics.dispatched(record, now)
-        if not self._registry.tracked(session):
-            # the session was forfeited while the lease was being written
-            await self.take_back(record.operation_id, token, reason="worker-disconnect")
-            return
         connection = session.connection
-        if connection is None or not await connection.send(task_frame(record)):
-            # The frame never left (the socket closed, or the poll was answered
-            # or abandoned meanwhile): the attempt never started, so undo it.
+        if (
+            not self._registry.tracked(session)  # forfeited, or the poll answered, meanwhile
+            or connection is None
+            or not await connection.send(task_frame(record))
+        ):
+            # The frame never left (the session is gone, the socket closed, or the
+            # poll was answered or abandoned meanwhile): the attempt never started.
             await self.unclaim(record.operation_id, token)
 
     def _deliverable(self, session: WorkerSession) -> bool:

@@ -639,6 +639,9 @@ class WorkerGateway:
         in (the HTTP listener stays up meanwhile; see :func:`treadle.app.stop`).
         """
         self.stopping = True
+        for poller in self._registry.pollers():  # queue-scoped polls: answered "no task" now
+            if poller.connection is not None:
+                await poller.connection.send(build.shutdown())
         sessions = [s for s in self._registry if s.connection is not None]
         for session in sessions:
             assert session.connection is not None
@@ -647,6 +650,12 @@ class WorkerGateway:
                 await session.connection.close(1000, "drained")
         connections = [s.connection for s in sessions if s.connection is not None]
         if connections:
+            log.info(
+                "waiting for workers to finish",
+                workers=len(connections),
+                in_flight=sum(len(s.in_flight) for s in sessions),
+                timeout_ms=timeout_ms,
+            )
             waits = [asyncio.create_task(c.wait_closed()) for c in connections]
             _, pending = await asyncio.wait(waits, timeout=timeout_ms / 1000)
             for task in pending:

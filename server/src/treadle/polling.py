@@ -62,20 +62,23 @@ QUEUE_NAME: Final = re.compile(r"[A-Za-z0-9_-]+\Z")
 PAYLOAD_TOO_LARGE: Final = "PayloadSizeExceededError"
 _STATUSES: Final = ("completed", "failed", "cancelled")
 _JS_NUMBER = re.compile(r"[+-]?(?:Infinity|\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)\Z")
-_JS_RADIX = {"0x": 16, "0o": 8, "0b": 2}
+_JS_RADIX = re.compile(r"0(?:[xX](?P<x>[0-9a-fA-F]+)|[oO](?P<o>[0-7]+)|[bB](?P<b>[01]+))\Z")
+_RADIX = {"x": 16, "o": 8, "b": 2}
+_JS_SPACE = (  # StrWhiteSpaceChar: the Zs spaces, tab, VT, FF, BOM and the line terminators
+    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+    "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
 
 
 def _js_number(text: str) -> float:
     """JavaScript's ``Number(text)``: the timeout query is read as Weft reads it."""
-    text = text.strip(" \t\n\r\v\f\u00a0\ufeff")
+    text = text.strip(_JS_SPACE)
     if not text:
         return 0.0
-    radix = _JS_RADIX.get(text[:2].lower())
-    if radix is not None:
-        try:
-            return float(int(text[2:], radix))
-        except ValueError:
-            return math.nan
+    literal = _JS_RADIX.match(text)
+    if literal is not None:
+        kind = next(k for k, digits in literal.groupdict().items() if digits is not None)
+        return float(int(literal[kind], _RADIX[kind]))
     if _JS_NUMBER.match(text) is None:
         return math.nan
     return float(text.replace("Infinity", "inf"))
@@ -133,6 +136,7 @@ def _too_large(kind: str, size: int, limit: int) -> Reply:
 def _claim_body(frame: Mapping[str, Any], worker_id: str) -> dict[str, Any]:
     """LP-4: the ``task`` frame's fields, without ``type``, plus the claim's ``workerId``."""
     body = {key: value for key, value in frame.items() if key != "type"}
+    body.setdefault("headers", {})  # listed with the fields every claim has (LP-4)
     body["workerId"] = worker_id
     return body
 
@@ -474,10 +478,10 @@ class PollGateway:
         return await self.submit_result(session.worker.queue, body, worker_id=session.session_id)
 
     async def session_heartbeat(self, session: LongPollSession, body: object) -> Reply:
-        """No ``operationId`` nor ``attemptToken``: the session is alive; else an activity
-        heartbeat for the session's attempt (SESS-4)."""
+        """No ``operationId``: the session is alive; else an activity heartbeat for the
+        session's attempt (SESS-4)."""
         fields = body if isinstance(body, dict) else {}
-        if "operationId" not in fields and "attemptToken" not in fields:
+        if "operationId" not in fields:
             return Reply(200, {"ok": True})
         return await self.heartbeat(session.worker.queue, body, worker_id=session.session_id)
 

@@ -386,6 +386,10 @@ class Registry:
         """Queue-scoped polls waiting for a task."""
         return len(self._pollers)
 
+    def pollers(self) -> list[WorkerSession]:
+        """The parked queue-scoped polls."""
+        return list(self._pollers.values())
+
     def _next_poller(self, queue: str, activity: str) -> WorkerSession | None:
         """The longest-parked poll that can take a task, dropping spent ones from the index."""
         index = self._poll_index.get((queue, activity))
