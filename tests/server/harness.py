@@ -23,6 +23,7 @@ from treadle.app import stop
 from treadle_protocol.jsonjs import dumps, loads
 
 WAIT = 10.0
+PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def manifest(
@@ -268,6 +269,20 @@ async def result_of(
         payload = await response.json()
         assert isinstance(payload, dict)
         return payload
+
+
+async def metrics(http: aiohttp.ClientSession, url: str) -> dict[str, float]:
+    """Scrape ``url``: every sample as ``name{labels}`` → value."""
+    async with http.get(url) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == PROMETHEUS
+        text = await response.text()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
 
 
 @pytest.fixture

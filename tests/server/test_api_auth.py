@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from harness import RawWorker, Server, fast_config, running_server
+from harness import RawWorker, Server, fast_config, manifest, running_server
 from treadle import ApiKey
 
 SCOPES = ("workers:write", "tasks:write", "tasks:read", "system:read", "system:admin")
@@ -46,6 +46,20 @@ ROUTES = [
     ("POST", "/api/v1/worker-deployments/blue/drain", "system:admin", None, 200),
     ("DELETE", "/api/v1/worker-deployments/blue/drain", "system:admin", None, 200),
     ("DELETE", "/api/v1/tasks/diagnostics/dead-letter/{op}", "system:admin", None, 409),
+    # HTTP long-poll (LP-2, AUTH-3): allowed requests that claim nothing and change nothing
+    ("GET", "/api/v1/tasks/default?activity=wf.none&timeout=0", "workers:write", None, 204),
+    ("GET", "/v1/tasks/default?activity=wf.none&timeout=0", "workers:write", None, 204),
+    ("POST", "/api/v1/tasks/default/result", "workers:write", {}, 400),
+    ("POST", "/v1/tasks/default/result", "workers:write", {}, 400),
+    ("POST", "/api/v1/tasks/default/heartbeat", "workers:write", {}, 400),
+    ("POST", "/v1/tasks/default/heartbeat", "workers:write", {}, 400),
+    ("POST", "/api/v1/worker-sessions", "workers:write", {}, 400),
+    ("POST", "/v1/worker-sessions", "workers:write", {}, 400),
+    ("GET", "/api/v1/worker-sessions/ghost/tasks?timeout=0", "workers:write", None, 404),
+    ("POST", "/api/v1/worker-sessions/ghost/results", "workers:write", {}, 404),
+    ("POST", "/api/v1/worker-sessions/ghost/heartbeat", "workers:write", {}, 404),
+    ("DELETE", "/api/v1/worker-sessions/ghost", "workers:write", None, 404),
+    ("DELETE", "/v1/worker-sessions/ghost", "workers:write", None, 404),
 ]
 ROUTE_PARAMS = [
     pytest.param(method, path, scope, body, ok, id=f"{method} {path}")
@@ -234,3 +248,49 @@ async def test_worker_stream_with_workers_write_registers(
     task = await worker.recv_type("task")  # op-auth, queued by the fixture
     assert task["operationId"] == OPERATION
     await worker.close()
+
+
+# -- HTTP long-poll: a worker session belongs to the key that opened it ----------------------------
+
+
+async def test_worker_session_is_bound_to_the_key_that_opened_it(
+    authed: Server, http: aiohttp.ClientSession
+) -> None:
+    key = KEYS["workers:write"]
+    url = f"{authed.url}/api/v1/worker-sessions"
+    status, opened = await call(http, "POST", url, bearer(key), {"manifest": manifest()})
+    assert status == 200, opened
+    session = f"{url}/{opened['sessionId']}"
+    token = {"Weft-Worker-Session-Token": opened["sessionToken"]}
+    mismatch = {"error": "Forbidden", "code": "worker_session_mismatch"}
+    # ADMIN holds workers:write too, but it did not open the session
+    for method, tail, body in (
+        ("GET", "/tasks?timeout=0", None),
+        ("POST", "/results", {"operationId": "op", "attemptToken": "t", "status": "completed"}),
+        ("POST", "/heartbeat", {}),
+        ("DELETE", "", None),
+    ):
+        assert await call(http, method, session + tail, {**bearer(ADMIN), **token}, body) == (
+            403,
+            mismatch,
+        ), tail
+    # the same key, however it is presented
+    for headers in (bearer(key), {"X-API-Key": key}):
+        assert await call(http, "POST", f"{session}/heartbeat", {**headers, **token}, {}) == (
+            200,
+            {"ok": True},
+        )
+    # the scope is checked before the session
+    forbidden = {**bearer(KEYS["tasks:write"]), **token}
+    assert await call(http, "POST", f"{session}/heartbeat", forbidden, {}) == (403, FORBIDDEN)
+    assert await call(http, "POST", f"{session}/heartbeat", token, {}) == (401, UNAUTHENTICATED)
+    status, task = await call(
+        http, "GET", f"{session}/tasks?timeout=5000", {**bearer(key), **token}
+    )
+    assert (status, task["operationId"]) == (200, OPERATION)  # op-auth, queued by the fixture
+    assert task["workerId"] == opened["sessionId"]
+    result = {"operationId": OPERATION, "attemptToken": task["attemptToken"], "status": "completed"}
+    done = await call(http, "POST", f"{session}/results", {**bearer(key), **token}, result)
+    assert done == (200, {"ok": True, "disposition": "applied"})
+    closed = await call(http, "DELETE", session, {**bearer(key), **token})
+    assert closed == (200, {"ok": True})

@@ -14,15 +14,25 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from longpoll_http import GatedStore
 
-from harness import WAIT, RawWorker, Server, fast_config, manifest, record_where, submit
-from treadle import Orchestrator, SQLiteStore, StoreError, TaskRecord, create_app
+from harness import (
+    PROMETHEUS,
+    WAIT,
+    RawWorker,
+    Server,
+    fast_config,
+    manifest,
+    metrics,
+    record_where,
+    submit,
+)
+from treadle import Orchestrator, create_app
 from treadle.orchestrator import wall_clock_ms
 from treadle_protocol.schema import validator
 
 API = "/api/v1"
 ERROR = validator("task-api.json", "/$defs/error")
-PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @contextlib.asynccontextmanager
@@ -37,33 +47,6 @@ async def serving(orchestrator: Orchestrator) -> AsyncIterator[Server]:
         yield Server(orchestrator, runner, runner.addresses[0][1])
     finally:
         await runner.cleanup()
-
-
-class GatedStore:
-    """A SQLite store whose recovery (``load_live``) waits for ``release``, or fails."""
-
-    def __init__(self, *, fail: bool = False) -> None:
-        self.inner = SQLiteStore(":memory:")
-        self.release = asyncio.Event()
-        self.fail = fail
-
-    async def insert(self, record: TaskRecord) -> bool:
-        return await self.inner.insert(record)
-
-    async def swap(self, record: TaskRecord, expected_generation: int) -> bool:
-        return await self.inner.swap(record, expected_generation)
-
-    async def get(self, operation_id: str) -> TaskRecord | None:
-        return await self.inner.get(operation_id)
-
-    async def load_live(self) -> list[TaskRecord]:
-        if self.fail:
-            raise StoreError("the disk is on fire")
-        await self.release.wait()
-        return await self.inner.load_live()
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 class Clock:
@@ -85,20 +68,6 @@ async def get_json(http: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
 async def send(http: aiohttp.ClientSession, method: str, url: str) -> tuple[int, Any]:
     async with http.request(method, url) as response:
         return response.status, await response.json()
-
-
-async def metrics(http: aiohttp.ClientSession, url: str) -> dict[str, float]:
-    """Scrape ``url``: every sample as ``name{labels}`` → value."""
-    async with http.get(url) as response:
-        assert response.status == 200
-        assert response.headers["Content-Type"] == PROMETHEUS
-        text = await response.text()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
 
 
 # -- health and readiness -----------------------------------------------------------------
