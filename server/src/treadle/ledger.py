@@ -369,16 +369,7 @@ def unclaim(record: TaskRecord, *, token: str, now: int) -> TaskRecord:
     if not record.holds_attempt or record.attempt_token != token:
         raise TransitionError(record.operation_id, record.state, "unclaim")
     if record.state == "cancelling":
-        return _next(
-            record,
-            **_release(
-                state="terminal",
-                disposition="cancelled",
-                status="cancelled",
-                error=record.cancellation_reason,
-                finished_at=now,
-            ),
-        )
+        return _cancelled(record, now=now, uncertain=False)
     return _next(record, **_release(state="queued"))
 
 
@@ -386,6 +377,11 @@ def settle_uncertain(record: TaskRecord, *, now: int) -> TaskRecord:
     """A cancelling attempt whose worker never answered: terminal cancelled, uncertain."""
     if record.state != "cancelling":
         raise TransitionError(record.operation_id, record.state, "settle")
+    return _cancelled(record, now=now, uncertain=True)
+
+
+def _cancelled(record: TaskRecord, *, now: int, uncertain: bool) -> TaskRecord:
+    """End a cancelling attempt with no result from its worker."""
     return _next(
         record,
         **_release(
@@ -393,7 +389,7 @@ def settle_uncertain(record: TaskRecord, *, now: int) -> TaskRecord:
             disposition="cancelled",
             status="cancelled",
             error=record.cancellation_reason,
-            uncertain=True,
+            uncertain=uncertain,
             finished_at=now,
         ),
     )
