@@ -25,6 +25,8 @@ QUEUE_NAME: Final = re.compile(r"[A-Za-z0-9_-]+\Z")
 RESERVED_QUEUES: Final = frozenset({"diagnostics", "detail"})  # LP-10
 MAX_IDENTIFIER_BYTES: Final = 512
 MAX_CONCURRENCY: Final = 1000
+STREAM_PATH: Final = re.compile(r"(?P<prefix>.*?)(?:/api)?/v1/tasks/(?P<queue>[^/]*)/stream/?\Z")
+"""A full stream URL (SDK-2), as Weft's conformance harness passes it."""
 
 
 def _identifier(name: str, value: object) -> None:
@@ -51,8 +53,10 @@ class WorkerConfig:
     """How a worker reaches the server and what it offers.  Durations are seconds."""
 
     server_url: str
-    """The server's base URL (``http(s)://host:port``, optionally with a path prefix)."""
+    """The server's base URL (``http(s)://host:port``, optionally with a path prefix), or
+    a full stream URL ``ws://host:port[/api]/v1/tasks/<queue>/stream`` (SDK-2)."""
     queue: str = "default"
+    """The task queue; taken from ``server_url`` when that is a stream URL."""
     concurrency: int = 10
     deployment_name: str = "default"
     build_id: str = "dev"
@@ -73,6 +77,15 @@ class WorkerConfig:
         url = urlsplit(self.server_url) if isinstance(self.server_url, str) else None
         if url is None or url.scheme not in ("http", "https", "ws", "wss") or not url.netloc:
             raise ConfigError("server_url", "must look like http://host:port (or https, ws, wss)")
+        stream = STREAM_PATH.match(url.path)
+        if stream is not None:
+            if self.queue == "default":
+                object.__setattr__(self, "queue", stream["queue"])
+            elif self.queue != stream["queue"]:
+                raise ConfigError(
+                    "queue",
+                    f"{self.queue!r} conflicts with the queue in server_url ({stream['queue']!r})",
+                )
         if not isinstance(self.queue, str) or QUEUE_NAME.match(self.queue) is None:
             raise ConfigError("queue", "must match [A-Za-z0-9_-]+")
         if self.queue in RESERVED_QUEUES:
@@ -115,11 +128,16 @@ class WorkerConfig:
         """The HTTP base URL, without a trailing slash (``ws`` becomes ``http``)."""
         url = urlsplit(self.server_url)
         scheme = {"ws": "http", "wss": "https"}.get(url.scheme, url.scheme)
-        return f"{scheme}://{url.netloc}{url.path.rstrip('/')}"
+        stream = STREAM_PATH.match(url.path)
+        path = stream["prefix"] if stream is not None else url.path
+        return f"{scheme}://{url.netloc}{path.rstrip('/')}"
 
     @property
     def stream_url(self) -> str:
-        """The worker WebSocket for this queue (``/api/v1/tasks/{queue}/stream``)."""
+        """The worker WebSocket for this queue (``/api/v1/tasks/{queue}/stream``, or as given)."""
+        given = urlsplit(self.server_url)
         url = urlsplit(self.base_url)
         scheme = "wss" if url.scheme == "https" else "ws"
+        if STREAM_PATH.match(given.path):
+            return f"{scheme}://{given.netloc}{given.path}"
         return f"{scheme}://{url.netloc}{url.path}/api/v1/tasks/{self.queue}/stream"

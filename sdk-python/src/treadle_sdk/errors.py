@@ -8,17 +8,19 @@
     ├── AuthenticationError    the server answered 401: the credential is missing or wrong
     ├── OutboxFullError        the result outbox is at its bound (OUTBOX-4)
     ├── ActivityError          raised by an activity: fail the attempt with exactly this message
-    ├── ApiError               the Task API answered with an error status (``status``, ``error``, ``path``)
+    ├── ActivityCancelledError from ``ctx.raise_if_cancelled()`` once the attempt is cancelled
+    ├── ApiError               the Task API answered an error (``status``, ``error``, ``path``)
     │   ├── TaskNotFoundError  404: no task has that operationId
     │   └── TaskConflictError  409: that operationId was submitted with another body
-    ├── TaskFailedError        the task ended without a value (``disposition``, ``error``, ``attempt``)
+    ├── TaskFailedError        the task ended without a value (``disposition``, ``error``)
     │   └── TaskCancelledError it ended cancelled
-    └── ResultTimeoutError     the task was still running when the wait ended (also a ``TimeoutError``)
+    └── ResultTimeoutError     still running when the wait ended (a ``TimeoutError`` too)
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ActivityCancelledError",
     "ActivityError",
     "ApiError",
     "AuthenticationError",
@@ -73,6 +75,19 @@ class ActivityError(TreadleSDKError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class ActivityCancelledError(TreadleSDKError):
+    """The server cancelled this attempt; ``reason`` is its reason (CANCEL-3).
+
+    Raised by :meth:`ActivityContext.raise_if_cancelled
+    <treadle_sdk.context.ActivityContext.raise_if_cancelled>` so that a plain
+    function can stop where it checks; the attempt is then reported cancelled.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class ApiError(TreadleSDKError):
