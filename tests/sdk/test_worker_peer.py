@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,8 @@ from aiohttp import WSMsgType, web
 
 from treadle_protocol import build
 from treadle_protocol.schema import message_validator
-from treadle_sdk import RegistrationError, Worker
+from treadle_sdk import ConfigError, RegistrationError, Worker
+from treadle_sdk.durable import DurableState
 
 VALIDATOR = message_validator()
 WAIT = 10.0
@@ -133,11 +135,11 @@ async def scripted() -> AsyncIterator[ScriptedServer]:
 
 
 def worker(url: str, **settings: Any) -> Worker:
+    settings.setdefault("worker_id", "peer-worker")
     return Worker(
         url,
         workflows={"wf": {"echo": echo, "held": held}},
         transport="websocket",
-        worker_id="peer-worker",
         reconnect_base=0.01,
         reconnect_cap=0.05,
         **settings,
@@ -269,3 +271,45 @@ async def test_a_full_outbox_refuses_a_task_by_closing_the_socket() -> None:
         assert result["operationId"] == "op1"
         await again.settle(result)
         await again.end(running)
+
+
+async def test_a_restarted_process_resends_from_its_state_dir_under_the_same_identity(
+    tmp_path: Path,
+) -> None:
+    async with scripted() as server:
+        first_run = asyncio.create_task(
+            worker(server.url, state_dir=str(tmp_path), worker_id=None).run(handle_signals=False)
+        )
+        first = await server.next()
+        await first.ack(generation=3)
+        await first.task("op1")
+        owed = await first.receive("taskResult")
+        first_run.cancel()  # the process dies: no drain, no ack
+        with contextlib.suppress(asyncio.CancelledError):
+            await first_run
+        first.done.set()
+        again = worker(server.url, state_dir=str(tmp_path), worker_id=None)
+        second_run = asyncio.create_task(again.run(handle_signals=False))
+        second = await server.next()
+        assert second.register["workerId"] == first.register["workerId"]  # SDK-13
+        assert second.register["resumeSessionGeneration"] == 3
+        await second.ack(generation=3)
+        assert await second.receive("taskResult") == owed
+        await second.settle(owed, "applied")
+        await second.end(second_run)
+    reopened = DurableState(tmp_path, "default")
+    try:
+        assert reopened.pending() == []  # the ack cleared the journal
+    finally:
+        reopened.close()
+
+
+def test_a_state_dir_serves_one_process_at_a_time(tmp_path: Path) -> None:
+    held = DurableState(tmp_path, "default")
+    try:
+        with pytest.raises(ConfigError) as refused:
+            DurableState(tmp_path, "default")
+        assert refused.value.field == "state_dir"
+        DurableState(tmp_path, "other").close()  # another queue has its own file
+    finally:
+        held.close()

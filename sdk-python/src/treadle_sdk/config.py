@@ -72,6 +72,9 @@ class WorkerConfig:
     reconnect_base: float = 0.5
     reconnect_cap: float = 30.0
     outbox_limit: int = 1000
+    state_dir: str | None = None
+    """Keep the outbox, worker id and session generation on disk here, so a restarted
+    process resends its unacknowledged results and proves its session (SDK-13)."""
 
     def __post_init__(self) -> None:
         url = urlsplit(self.server_url) if isinstance(self.server_url, str) else None
@@ -117,6 +120,10 @@ class WorkerConfig:
             raise ConfigError("outbox_limit", "must be a whole number")
         if self.outbox_limit < 1:
             raise ConfigError("outbox_limit", "must be at least 1")
+        if self.state_dir is not None and (
+            not isinstance(self.state_dir, str) or not self.state_dir
+        ):
+            raise ConfigError("state_dir", "must be a directory path")
 
     @property
     def artifact(self) -> str:

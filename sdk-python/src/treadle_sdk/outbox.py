@@ -13,25 +13,40 @@ The outbox is bounded; when it is full the worker must stop taking tasks
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Iterable, Mapping
+from typing import Any, Final, Protocol
 
 from .errors import OutboxFullError
 
-__all__ = ["DEFAULT_OUTBOX_LIMIT", "Outbox"]
+__all__ = ["DEFAULT_OUTBOX_LIMIT", "Journal", "Outbox"]
 
 DEFAULT_OUTBOX_LIMIT: Final = 1000
 Key = tuple[str, str]
 
 
+class Journal(Protocol):
+    """Where an outbox also writes its entries, to outlive the process (SDK-13)."""
+
+    def put(self, key: Key, frame: Mapping[str, Any]) -> None: ...
+
+    def delete(self, key: Key) -> None: ...
+
+
 class Outbox:
     """Unacknowledged results, keyed by (operationId, attemptToken), in insertion order."""
 
-    def __init__(self, limit: int = DEFAULT_OUTBOX_LIMIT) -> None:
+    def __init__(self, limit: int = DEFAULT_OUTBOX_LIMIT, journal: Journal | None = None) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         self.limit = limit
+        self._journal = journal
         self._entries: dict[Key, dict[str, Any]] = {}
+
+    def restore(self, entries: Iterable[Mapping[str, Any]]) -> None:
+        """Take back entries a journal kept from an earlier process, oldest first."""
+        for entry in entries:
+            key = (str(entry["operationId"]), str(entry["attemptToken"]))
+            self._entries.setdefault(key, dict(entry))
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -56,10 +71,15 @@ class Outbox:
         if self.full:
             raise OutboxFullError(f"the outbox already holds {self.limit} unacknowledged results")
         self._entries[key] = dict(result)
+        if self._journal is not None:
+            self._journal.put(key, result)
 
     def settle(self, operation_id: str, attempt_token: str) -> dict[str, Any] | None:
         """The server answered for this pair (ack or correlated refusal): forget it."""
-        return self._entries.pop((operation_id, attempt_token), None)
+        entry = self._entries.pop((operation_id, attempt_token), None)
+        if entry is not None and self._journal is not None:
+            self._journal.delete((operation_id, attempt_token))
+        return entry
 
     def pending(self) -> list[dict[str, Any]]:
         """Every result still owed, oldest first (OUTBOX-3: resend after each registerAck)."""

@@ -38,6 +38,7 @@ from .activities import ActivityTable
 from .backoff import Backoff
 from .config import Transport, WorkerConfig
 from .context import ActivityContext
+from .durable import DurableState
 from .execution import Outcome, Runner
 from .links import ConnectionLost, Link, Pulse, RetryableRefusal, UpgradeRefused
 from .longpoll import SessionTransport
@@ -75,6 +76,7 @@ class Worker:
         ``settings`` are the other :class:`~treadle_sdk.config.WorkerConfig` fields
         (``heartbeat_interval``, ``shutdown_timeout``, ``poll_timeout``, …).
         """
+        self._worker_id_given = worker_id is not None
         if worker_id is not None:
             settings["worker_id"] = worker_id
         self.config = WorkerConfig(
@@ -101,6 +103,8 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._drain_task: asyncio.Task[None] | None = None
+        self._durable: DurableState | None = None
+        self._on_sessions = self.config.transport == "longpoll"
         self._registered = asyncio.Event()
         self._finished = asyncio.Event()
         self.changed = Pulse()
@@ -123,6 +127,8 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._backoff = Backoff(self.config.reconnect_base, self.config.reconnect_cap)
         self._runner = Runner(self.config.concurrency)
+        if self.config.state_dir is not None:
+            self._open_state(self.config.state_dir)
         signals = self._install_signals() if handle_signals else []
         timeout = aiohttp.ClientTimeout(total=None, connect=10.0, sock_connect=10.0)
         try:
@@ -183,19 +189,33 @@ class Worker:
         else:
             loop.call_soon_threadsafe(self._begin_drain, "stop() was called")
 
+    def _open_state(self, directory: str) -> None:
+        """Take back what an earlier process left in ``state_dir`` (SDK-13)."""
+        durable = self._durable = DurableState(directory, self.config.queue)
+        stored_id, generation = durable.identity()
+        session = self.session
+        if stored_id is not None and not self._worker_id_given:
+            session.worker_id = stored_id
+        if stored_id == session.worker_id:
+            session.generation = generation
+        session.outbox = Outbox(self.config.outbox_limit, journal=durable)
+        session.outbox.restore(durable.pending())
+        durable.remember(session.worker_id, session.generation)
+        if len(session.outbox):
+            log.info("%d unacknowledged results from an earlier run to resend", len(session.outbox))
+
     async def _connect_loop(self) -> None:
         sessions = SessionTransport() if self.config.transport != "websocket" else None
-        use_sessions = self.config.transport == "longpoll"
         while not self._finished.is_set():
             try:
-                if use_sessions and sessions is not None:
+                if self._on_sessions and sessions is not None:
                     await sessions.serve(self)
                 else:
                     await serve_websocket(self)
             except UpgradeRefused as exc:
                 if self.config.transport == "auto":
                     log.warning("%s: using worker sessions (HTTP long-poll) from now on", exc)
-                    use_sessions = True
+                    self._on_sessions = True
                     continue
                 log.error("%s (transport='websocket' allows no fallback)", exc)
             except (ConnectionLost, RetryableRefusal) as exc:
@@ -227,6 +247,8 @@ class Worker:
                 log.info("cancelling %s: %s", effect.key[0], effect.reason)
                 self._runner.cancel(effect.key, effect.reason)
             elif isinstance(effect, Registered):
+                if self._durable is not None and not self._on_sessions:
+                    self._durable.remember(self.session.worker_id, effect.generation)
                 self._backoff.reset()
                 self._registered.set()
                 log.info(
@@ -331,3 +353,5 @@ class Worker:
             runner.shutdown()
         self.session.abandon()
         self._link = None
+        if self._durable is not None:
+            self._durable.close()
