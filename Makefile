@@ -15,7 +15,7 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install run gen check-gen lint format vectors test clean
+.PHONY: help install run gen check-gen lint format vectors go test clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,7 +49,10 @@ format: install ## apply ruff's formatting and safe fixes
 vectors: install ## check protocol/vectors against their schema and the reference implementation
 	$(PY) protocol/tools/check_vectors.py
 
-test: install check-gen lint vectors ## everything: generated code, lint, vectors, all tests
+go: ## the Go SDK: go vet and go test -race (in sdk-go)
+	cd sdk-go && go vet ./... && go test -race -count=1 ./...
+
+test: install check-gen lint vectors go ## everything: generated code, lint, vectors, all tests
 	$(VENV)/bin/pytest
 
 clean: ## remove the environments and caches
