@@ -22,7 +22,8 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -116,8 +117,27 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     )
 
 
+COMMANDS_GROUP = "treadle.commands"
+"""Entry points that add ``treadle <name>`` subcommands (``treadle conformance`` comes
+from the ``treadle-conformance`` distribution): ``main(argv) -> exit status``."""
+
+
+def plugin_command(name: str) -> Callable[[list[str]], int] | None:
+    """The installed subcommand called ``name``, if a distribution provides one."""
+    for entry in entry_points(group=COMMANDS_GROUP):
+        if entry.name == name:
+            command: Callable[[list[str]], int] = entry.load()
+            return command
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] != "serve" and not arguments[0].startswith("-"):
+        command = plugin_command(arguments[0])
+        if command is not None:
+            return command(arguments[1:])
+    args = build_parser().parse_args(arguments)
     try:
         config = config_from_args(args)
     except ConfigError as exc:
