@@ -13,7 +13,9 @@ can drive it:
 
 The activities behave as Weft's fixture contract says (§18.5): ``echo`` answers
 its input; ``sleep`` waits ``milliseconds`` (default 25) and answers its input,
-or with ``holdForReassignment`` never answers attempt 1; ``cancel`` fails with
+or with ``holdForReassignment`` never answers attempt 1 (and with
+``heartbeatDetails`` heartbeats them first, then answers a later attempt with
+``{"lastHeartbeatDetails": …}``, as ``conformance/README.md`` asks); ``cancel`` fails with
 ``Cancel was not delivered`` unless a cancel arrives first.  Logs go to stderr.
 """
 
@@ -34,8 +36,13 @@ async def echo(value: Any) -> Any:
 
 async def sleep(value: Any, ctx: ActivityContext) -> Any:
     options = value if isinstance(value, dict) else {}
-    if options.get("holdForReassignment") is True and ctx.attempt <= 1:
-        await asyncio.Event().wait()  # hold attempt 1 until the server takes it back
+    if options.get("holdForReassignment") is True:
+        if ctx.attempt <= 1:
+            if "heartbeatDetails" in options:
+                ctx.heartbeat(options["heartbeatDetails"])  # for the next attempt (HB-3)
+            await asyncio.Event().wait()  # hold attempt 1 until the server takes it back
+        if "heartbeatDetails" in options:
+            return {"lastHeartbeatDetails": ctx.last_heartbeat_details}
     await asyncio.sleep(float(options.get("milliseconds", 25)) / 1000)
     return value
 

@@ -47,9 +47,18 @@ func echo(_ context.Context, in any) (any, error) { return in, nil }
 func sleepActivity(ctx context.Context, in Input) (Input, error) {
 	info, _ := treadle.ActivityInfoFromContext(ctx)
 	if hold, _ := in["holdForReassignment"].(bool); hold {
+		details, withDetails := in["heartbeatDetails"]
 		if info.Attempt <= 1 {
+			if withDetails {
+				if err := treadle.Heartbeat(ctx, details); err != nil { // for the next attempt (HB-3)
+					return nil, err
+				}
+			}
 			<-ctx.Done() // never reply: wait to be reassigned
 			return nil, context.Cause(ctx)
+		}
+		if withDetails {
+			return Input{"lastHeartbeatDetails": info.LastHeartbeatDetails}, nil
 		}
 		return in, nil
 	}
