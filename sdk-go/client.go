@@ -5,13 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/treadle-dev/treadle/sdk-go/internal/endpoint"
+	"github.com/treadle-dev/treadle/sdk-go/internal/httpjson"
 	"github.com/treadle-dev/treadle/sdk-go/internal/wire"
 )
 
@@ -240,31 +240,7 @@ func (c *Client) Cancel(ctx context.Context, operationID, reason string) (bool, 
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body any) (int, []byte, error) {
-	var reader io.Reader
-	if body != nil {
-		data, err := json.Marshal(body)
-		if err != nil {
-			return 0, nil, err
-		}
-		reader = bytes.NewReader(data)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, reader)
-	if err != nil {
-		return 0, nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.apiKey != "" {
-		req.Header.Set("Authorization", "Bearer "+c.apiKey)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes))
-	return resp.StatusCode, data, err
+	return httpjson.Do(ctx, c.http, method, c.base+path, httpjson.Auth(c.apiKey), body)
 }
 
 func apiError(status int, data []byte) error {

@@ -6,13 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/treadle-dev/treadle/sdk-go/internal/backoff"
+	"github.com/treadle-dev/treadle/sdk-go/internal/httpjson"
 	"github.com/treadle-dev/treadle/sdk-go/internal/outbox"
 	"github.com/treadle-dev/treadle/sdk-go/internal/wire"
 )
@@ -25,7 +25,6 @@ const (
 	resultRetryBase    = time.Second
 	resultRetryCap     = 30 * time.Second
 	requestTimeout     = 30 * time.Second
-	maxBodyBytes       = 4 << 20
 )
 
 // errSessionGone: the session was replaced, closed or expired; open a new one.
@@ -73,35 +72,11 @@ type sessionLink struct {
 
 // call makes one request; body is JSON-encoded when not nil. It returns the status and body.
 func (w *Worker) call(ctx context.Context, method, path string, token string, body any) (int, []byte, error) {
-	var reader io.Reader
-	if body != nil {
-		data, err := json.Marshal(body)
-		if err != nil {
-			return 0, nil, err
-		}
-		reader = bytes.NewReader(data)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, w.ends.Base+path, reader)
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header = w.authHeader()
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
+	header := w.authHeader()
 	if token != "" {
-		req.Header.Set(sessionTokenHeader, token)
+		header.Set(sessionTokenHeader, token)
 	}
-	resp, err := w.cfg.HTTPClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes))
-	if err != nil {
-		return 0, nil, err
-	}
-	return resp.StatusCode, data, nil
+	return httpjson.Do(ctx, w.cfg.HTTPClient, method, w.ends.Base+path, header, body)
 }
 
 // openSession opens a worker session (SESS-1, SESS-2).

@@ -11,6 +11,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/treadle-dev/treadle/sdk-go/internal/backoff"
+	"github.com/treadle-dev/treadle/sdk-go/internal/httpjson"
 	"github.com/treadle-dev/treadle/sdk-go/internal/outbox"
 	"github.com/treadle-dev/treadle/sdk-go/internal/wire"
 )
@@ -34,11 +35,7 @@ func (e *upgradeRefusedError) Error() string {
 }
 
 func (w *Worker) authHeader() http.Header {
-	header := http.Header{}
-	if w.cfg.APIKey != "" {
-		header.Set("Authorization", "Bearer "+w.cfg.APIKey) // SDK-3
-	}
-	return header
+	return httpjson.Auth(w.cfg.APIKey) // SDK-3
 }
 
 // runStream serves the WebSocket stream, reconnecting with backoff after every drop, until
