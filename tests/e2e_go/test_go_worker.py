@@ -28,12 +28,21 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
 import pytest
-from processes import START_TIMEOUT, Child, free_port, start_orchestrator
+from processes import (
+    START_TIMEOUT,
+    Child,
+    OrchestratorChild,
+    SdkWorkerChild,
+    free_port,
+    start_orchestrator,
+)
 from proxy import UpgradeRefusingProxy
 
 from harness import fast_config, record_where, running_server
@@ -157,13 +166,35 @@ async def results(http: aiohttp.ClientSession, base: str, ids: list[str]) -> lis
     return list(await asyncio.gather(*(result(http, base, op) for op in ids)))
 
 
-async def test_echo_tasks_complete(go_worker: Path, tmp_path: Path) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+@dataclass
+class Stage:
+    """An orchestrator process on a free port, an HTTP client, and the stack that stops both."""
+
+    stack: contextlib.AsyncExitStack
+    http: aiohttp.ClientSession
+    port: int
+    db: Path
+    ended: Counter[str]
+    orchestrator: OrchestratorChild
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def staged(tmp_path: Path, name: str = "orchestrator") -> AsyncIterator[Stage]:
+    port, db, ended = free_port(), tmp_path / "treadle.db", Counter[str]()
     async with contextlib.AsyncExitStack() as stack:
         http = await stack.enter_async_context(aiohttp.ClientSession())
-        await start_orchestrator(stack, "orchestrator", port, tmp_path / "treadle.db", Counter())
-        url = f"ws://127.0.0.1:{port}/v1/tasks/{QUEUE}/stream"  # as Weft's harness passes it
+        orchestrator = await start_orchestrator(stack, name, port, db, ended)
+        yield Stage(stack, http, port, db, ended, orchestrator)
+
+
+async def test_echo_tasks_complete(go_worker: Path, tmp_path: Path) -> None:
+    async with staged(tmp_path) as stage:
+        stack, http, base = stage.stack, stage.http, stage.base
+        url = f"ws://127.0.0.1:{stage.port}/v1/tasks/{QUEUE}/stream"  # as Weft's harness passes it
         worker = await start_go_worker(stack, go_worker, url, tmp_path)
         await worker.registered()
         ids = [f"echo-{i}" for i in range(20)]
@@ -176,11 +207,8 @@ async def test_echo_tasks_complete(go_worker: Path, tmp_path: Path) -> None:
 
 
 async def test_cancellation_reaches_the_running_activity(go_worker: Path, tmp_path: Path) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    async with contextlib.AsyncExitStack() as stack:
-        http = await stack.enter_async_context(aiohttp.ClientSession())
-        await start_orchestrator(stack, "orchestrator", port, tmp_path / "treadle.db", Counter())
+    async with staged(tmp_path) as stage:
+        stack, http, base = stage.stack, stage.http, stage.base
         worker = await start_go_worker(stack, go_worker, base, tmp_path)
         await worker.registered()
         await submit(http, base, "cancel-1", "conformance.cancel", {"milliseconds": 30_000})
@@ -197,13 +225,9 @@ async def test_cancellation_reaches_the_running_activity(go_worker: Path, tmp_pa
 
 
 async def test_worker_survives_an_orchestrator_restart(go_worker: Path, tmp_path: Path) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    db = tmp_path / "treadle.db"
-    ended: Counter[str] = Counter()
-    async with contextlib.AsyncExitStack() as stack:
-        http = await stack.enter_async_context(aiohttp.ClientSession())
-        first = await start_orchestrator(stack, "orchestrator (first run)", port, db, ended)
+    async with staged(tmp_path, "orchestrator (first run)") as stage:
+        stack, http, base, ended = stage.stack, stage.http, stage.base, stage.ended
+        first = stage.orchestrator
         worker = await start_go_worker(stack, go_worker, base, tmp_path)
         await worker.registered()
         ids = [f"sleep-{i}" for i in range(30)]
@@ -212,7 +236,7 @@ async def test_worker_survives_an_orchestrator_restart(go_worker: Path, tmp_path
         await worker.until(lambda: len(worker.started) >= 12, START_TIMEOUT, "12 attempts")
         await first.kill()
 
-        await start_orchestrator(stack, "orchestrator (restarted)", port, db, ended)
+        await start_orchestrator(stack, "orchestrator (restarted)", stage.port, stage.db, ended)
         await worker.registered(2)
         answers = await results(http, base, ids)
         for i, answer in enumerate(answers):
@@ -223,11 +247,8 @@ async def test_worker_survives_an_orchestrator_restart(go_worker: Path, tmp_path
 
 
 async def test_sigterm_drains_in_flight_work(go_worker: Path, tmp_path: Path) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    async with contextlib.AsyncExitStack() as stack:
-        http = await stack.enter_async_context(aiohttp.ClientSession())
-        await start_orchestrator(stack, "orchestrator", port, tmp_path / "treadle.db", Counter())
+    async with staged(tmp_path) as stage:
+        stack, http, base = stage.stack, stage.http, stage.base
         worker = await start_go_worker(stack, go_worker, base, tmp_path)
         await worker.registered()
         await submit(http, base, "drain-1", "conformance.sleep", {"milliseconds": 1_000})
@@ -243,11 +264,8 @@ async def test_sigterm_drains_in_flight_work(go_worker: Path, tmp_path: Path) ->
 async def test_long_poll_fallback_when_upgrades_are_refused(
     go_worker: Path, tmp_path: Path
 ) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    async with contextlib.AsyncExitStack() as stack:
-        http = await stack.enter_async_context(aiohttp.ClientSession())
-        await start_orchestrator(stack, "orchestrator", port, tmp_path / "treadle.db", Counter())
+    async with staged(tmp_path) as stage:
+        stack, http, base = stage.stack, stage.http, stage.base
         proxy = await stack.enter_async_context(UpgradeRefusingProxy(base))
         worker = await start_go_worker(stack, go_worker, proxy.url, tmp_path)
         await worker.until(lambda: worker.sessions >= 1, START_TIMEOUT, "a worker session")
@@ -265,17 +283,6 @@ async def test_long_poll_fallback_when_upgrades_are_refused(
         assert await worker.stop() == 0, worker.said()
 
 
-class PythonWorker(Child):
-    """The Python SDK's conformance example; counts the registrations it logs on stderr."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.registered = False
-
-    def on_line(self, line: str) -> None:
-        self.registered = self.registered or "registered as" in line
-
-
 async def test_a_go_worker_and_a_python_worker_serve_one_queue(
     go_worker: Path, tmp_path: Path
 ) -> None:
@@ -286,13 +293,13 @@ async def test_a_go_worker_and_a_python_worker_serve_one_queue(
     ):
         url = f"ws://127.0.0.1:{server.port}/v1/tasks/{QUEUE}/stream"
         go = await start_go_worker(stack, go_worker, url, tmp_path, TREADLE_CONCURRENCY="3")
-        python = PythonWorker("python-worker")
+        python = SdkWorkerChild("python-worker")
         stack.push_async_callback(python.reap)
         env = {"WEFT_WORKER_URL": url, "TREADLE_WORKER_ID": "python-worker"}
         argv = ["env", *(f"{k}={v}" for k, v in env.items()), sys.executable, str(PY_EXAMPLE)]
         await python.start(argv, read="stderr")
         await go.registered()
-        await python.until(lambda: python.registered, START_TIMEOUT, "the Python worker")
+        await python.registered()
         ids = [f"mixed-{i}" for i in range(6)]
         for i, op in enumerate(ids):  # 6 tasks, 3 slots each: both must take some
             await submit(http, server.url, op, "conformance.sleep", {"milliseconds": 1500, "n": i})

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Final
 
 import pytest
-from processes import START_TIMEOUT, Child, free_port, start_orchestrator
+from processes import SdkWorkerChild, free_port, start_orchestrator
 
 README: Final = Path(__file__).parents[2] / "sdk-python" / "README.md"
 
@@ -28,15 +28,6 @@ def quick_start() -> tuple[str, str]:
     return worker, submit
 
 
-class Logged(Child):
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.registered = False
-
-    def on_line(self, line: str) -> None:
-        self.registered = self.registered or "registered as" in line
-
-
 @pytest.mark.timeout(90)
 async def test_the_quick_start_works_as_written(tmp_path: Path) -> None:
     port = free_port()
@@ -47,10 +38,10 @@ async def test_the_quick_start_works_as_written(tmp_path: Path) -> None:
     (tmp_path / "submit.py").write_text(submit_py, "utf-8")
     async with contextlib.AsyncExitStack() as stack:
         await start_orchestrator(stack, "orchestrator", port, tmp_path / "t.db", Counter())
-        worker = Logged("worker.py")
+        worker = SdkWorkerChild("worker.py")
         stack.push_async_callback(worker.reap)
         await worker.start([sys.executable, str(tmp_path / "worker.py")], read="stderr")
-        await worker.until(lambda: worker.registered, START_TIMEOUT, "worker.py to register")
+        await worker.registered()
         submit = await asyncio.create_subprocess_exec(
             sys.executable,
             str(tmp_path / "submit.py"),

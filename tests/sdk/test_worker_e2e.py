@@ -23,7 +23,7 @@ from typing import Any, Final
 
 import aiohttp
 import pytest
-from processes import START_TIMEOUT, Child, free_port, start_orchestrator
+from processes import SdkWorkerChild, free_port, start_orchestrator
 from relay import TcpRelay
 
 from harness import fast_config, record_where, result_of, running_server, submit
@@ -34,25 +34,10 @@ STARTED = asyncio.Event()
 RELEASE = asyncio.Event()
 
 
-class ExampleWorker(Child):
-    """``conformance_worker.py``; counts the registrations it logs on stderr."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.registrations = 0
-
-    def on_line(self, line: str) -> None:
-        if "registered as" in line:
-            self.registrations += 1
-
-    async def registered(self, times: int = 1) -> None:
-        await self.until(lambda: self.registrations >= times, START_TIMEOUT, "registration")
-
-
 async def start_example(
     stack: contextlib.AsyncExitStack, url: str, transport: str, **env: str
-) -> ExampleWorker:
-    child = ExampleWorker(f"example worker ({transport})")
+) -> SdkWorkerChild:
+    child = SdkWorkerChild(f"example worker ({transport})")
     stack.push_async_callback(child.reap)
     variables = {"WEFT_WORKER_URL": url, "WEFT_WORKER_QUEUE": "conformance"}
     variables |= {"TREADLE_TRANSPORT": transport, "TREADLE_WORKER_ID": "e2e-worker", **env}

@@ -66,11 +66,6 @@ def spin_until_cancelled(value: Any, ctx: ActivityContext) -> str:
     return "not reached"
 
 
-async def work_for(value: dict[str, float]) -> str:
-    await asyncio.sleep(value["seconds"])  # the workload itself, not synchronisation
-    return "done"
-
-
 async def save_then_wait(value: Any, ctx: ActivityContext) -> Any:
     if ctx.attempt == 1:
         ctx.heartbeat({"step": 7})
@@ -92,7 +87,6 @@ WORKFLOWS: dict[str, dict[str, Callable[..., Any]]] = {
         "refuse": refuse,
         "wait_forever": wait_forever,
         "spin": spin_until_cancelled,
-        "work_for": work_for,
         "save_then_wait": save_then_wait,
         "held": held,
     }
@@ -169,9 +163,24 @@ async def test_cancel_reaches_a_running_activity(
 async def test_a_task_longer_than_three_leases_completes_on_its_first_attempt(
     server: Server, http: aiohttp.ClientSession, transport: str
 ) -> None:
+    key, vt = f"long-{transport}", 2000  # a 2 s lease; automatic heartbeats every 1 s (HB-2)
+    STARTED[key], RELEASE[key] = asyncio.Event(), asyncio.Event()
     async with serving(server, transport):
-        # 2 s lease, heartbeats every 1 s (HB-2); the task takes 6.5 s (> 3 leases, < 6).
-        result = await run_task(http, server, "work_for", {"seconds": 6.5}, visibilityTimeout=2000)
+        op = await submit(http, server, activityName="wf.held", input=key, visibilityTimeout=vt)
+        await asyncio.wait_for(STARTED[key].wait(), 10)
+        first = await record_where(
+            server.orchestrator, op["operationId"], lambda r: r.lease_deadline is not None
+        )
+        # Hold the activity until the heartbeats have carried its lease 3 leases past the first
+        # one (the attempt deadline is 6 leases), then let it finish.
+        await record_where(
+            server.orchestrator,
+            op["operationId"],
+            lambda r: (r.lease_deadline or 0) - (first.lease_deadline or 0) >= 3 * vt,
+            timeout=30,
+        )
+        RELEASE[key].set()
+        result = await result_of(http, server, op["operationId"])
     assert (result["status"], result["attempt"]) == ("completed", 1)
 
 

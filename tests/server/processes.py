@@ -3,7 +3,7 @@
 ``Child`` runs a process with its stdout read line by line (JSON log lines or the
 worker's event lines) so a test can wait, bounded, for what the process says
 instead of sleeping; stopping sends SIGTERM, then SIGKILL after ``STOP_TIMEOUT``.
-Used by the crash, burst and long-poll network tests.
+Used by the crash, burst and long-poll network tests and the SDKs' end-to-end tests.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ __all__ = [
     "WORKER",
     "Child",
     "OrchestratorChild",
+    "SdkWorkerChild",
     "WorkerChild",
     "free_port",
     "open_for_child",
@@ -205,6 +206,24 @@ class WorkerChild(Child):
 
     async def registered(self, times: int = 1) -> None:
         """Wait until the worker has had ``times`` ``registerAck`` frames in all."""
+        await self.until(
+            lambda: self.registrations >= times, START_TIMEOUT, f"{self.name} to register"
+        )
+
+
+class SdkWorkerChild(Child):
+    """A Python SDK worker process (``treadle_sdk`` logging to stderr): counts registrations."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.registrations = 0
+
+    def on_line(self, line: str) -> None:
+        if "registered as" in line:  # the SDK's log line on every registerAck
+            self.registrations += 1
+
+    async def registered(self, times: int = 1) -> None:
+        """Wait until the worker has registered ``times`` times in all."""
         await self.until(
             lambda: self.registrations >= times, START_TIMEOUT, f"{self.name} to register"
         )
