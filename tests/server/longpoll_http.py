@@ -13,7 +13,7 @@ import contextlib
 import io
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -261,6 +261,9 @@ class GatedStore:
 
     async def insert(self, record: TaskRecord) -> bool:
         return await self.inner.insert(record)
+
+    async def insert_many(self, records: Sequence[TaskRecord]) -> list[TaskRecord | None]:
+        return await self.inner.insert_many(records)
 
     async def swap(self, record: TaskRecord, expected_generation: int) -> bool:
         return await self.inner.swap(record, expected_generation)

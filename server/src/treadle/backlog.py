@@ -13,6 +13,7 @@ which is exactly what start-up recovery does.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 from collections import Counter
@@ -30,6 +31,8 @@ class Pending:
     activity_name: str
     priority: int
     available_at: int
+    ready_ns: int = 0
+    """``time.perf_counter_ns()`` when it became ready to dispatch; 0 when unknown or delayed."""
 
 
 class Backlog:
@@ -52,6 +55,9 @@ class Backlog:
         seq = next(self._seq)
         self._members[task.operation_id] = (seq, task)
         if task.available_at > now:
+            if task.ready_ns:  # its wait for the backoff is not dispatch latency
+                task = dataclasses.replace(task, ready_ns=0)
+                self._members[task.operation_id] = (seq, task)
             heapq.heappush(self._delayed, (task.available_at, seq, task))
         else:
             self._push_ready(seq, task)

@@ -16,7 +16,7 @@ ones are read from the store on demand.  Callers waiting for a task to end
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from .errors import ConflictError
@@ -76,6 +76,14 @@ class TaskBook:
             return False
         self._remember(None, record)
         return True
+
+    async def insert_many(self, records: Sequence[TaskRecord]) -> list[TaskRecord | None]:
+        """Create the new records in one transaction (see :meth:`Store.insert_many`)."""
+        existing = await self._store.insert_many(records)
+        for record, found in zip(records, existing, strict=True):
+            if found is None:
+                self._remember(None, record)
+        return existing
 
     async def apply(self, operation_id: str, step: Step) -> tuple[TaskRecord, TaskRecord]:
         """Run ``step`` on the newest record and write it; returns (before, after).

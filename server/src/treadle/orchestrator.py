@@ -24,7 +24,7 @@ import contextlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -319,16 +319,14 @@ class Orchestrator:
         submission = await self.submit_request(parse_submission(queue, body))
         return TaskHandle(self, submission)
 
-    async def submit_request(self, request: TaskRequest) -> Submission:
-        """Accept a validated request.  The same operation id and request again is
-        idempotent (``created=False``); a different request raises ``TaskExistsError``."""
-        self._require_ready()
-        record = ledger.new_task(
+    @staticmethod
+    def _new_record(request: TaskRequest, now: int) -> TaskRecord:
+        return ledger.new_task(
             operation_id=request.operation_id or str(uuid.uuid4()),
             queue=request.queue,
             activity_name=request.activity_name,
             input=request.input,
-            now=self._clock(),
+            now=now,
             visibility_timeout_ms=request.visibility_timeout,
             retry_policy=request.retry_policy,
             priority=request.priority,
@@ -336,6 +334,12 @@ class Orchestrator:
             workflow_revision=request.workflow_revision,
             request_digest=request.digest,
         )
+
+    async def submit_request(self, request: TaskRequest) -> Submission:
+        """Accept a validated request.  The same operation id and request again is
+        idempotent (``created=False``); a different request raises ``TaskExistsError``."""
+        self._require_ready()
+        record = self._new_record(request, self._clock())
         if await self.book.insert(record):
             self.metrics.submitted.inc()
             self.dispatcher.enqueue(record)
@@ -344,6 +348,26 @@ class Orchestrator:
         if existing is None or existing.request_digest != record.request_digest:
             raise TaskExistsError(record.operation_id)
         return Submission(existing, created=False)
+
+    async def submit_requests(self, requests: Sequence[TaskRequest]) -> list[Submission]:
+        """Accept many validated requests in one transaction: all of them, or none.
+
+        Each is treated as :meth:`submit_request` would (an identical resubmission
+        is ``created=False``); if any reuses an operation id with a different
+        request, nothing is accepted and ``TaskExistsError`` names its ``index``.
+        """
+        self._require_ready()
+        now = self._clock()
+        records = [self._new_record(request, now) for request in requests]
+        existing = await self.book.insert_many(records)
+        created = [record for record, found in zip(records, existing, strict=True) if found is None]
+        if created:
+            self.metrics.submitted.inc(len(created))
+            self.dispatcher.enqueue_many(created)
+        return [
+            Submission(record, created=True) if found is None else Submission(found, created=False)
+            for record, found in zip(records, existing, strict=True)
+        ]
 
     async def get(self, operation_id: str) -> TaskRecord:
         record = await self.book.get(operation_id)

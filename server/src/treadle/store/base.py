@@ -9,6 +9,7 @@ both lease one attempt or both apply one result.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from ..ledger import TaskRecord
@@ -21,6 +22,17 @@ class Store(Protocol):
 
     async def insert(self, record: TaskRecord) -> bool:
         """Create the record; ``False`` (and no write) if the operation id exists."""
+        ...
+
+    async def insert_many(self, records: Sequence[TaskRecord]) -> list[TaskRecord | None]:
+        """Create every new record in one transaction: all of them or none.
+
+        Per record, in order: ``None`` if it was created, else the record already
+        stored under its operation id (an earlier one in ``records`` counts), which
+        is left as it is.  If any such record has a different ``request_digest``,
+        nothing is written and :class:`~treadle.errors.TaskExistsError` (with its
+        ``index`` in ``records``) is raised.
+        """
         ...
 
     async def swap(self, record: TaskRecord, expected_generation: int) -> bool:
