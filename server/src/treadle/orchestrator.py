@@ -30,7 +30,7 @@ from typing import Any
 
 import structlog
 
-from treadle_protocol import JsonValue
+from treadle_protocol import JsonValue, build
 
 from . import ledger
 from .backlog import Backlog
@@ -420,11 +420,56 @@ class Orchestrator:
             raise UnknownTaskError(operation_id) from None
         return after
 
+    async def requeue(self, operation_id: str, reason: str = "operator") -> TaskRecord | None:
+        """Take the running attempt back from its worker and queue the task again.
+
+        A task being cancelled is settled instead, as an uncertain cancellation.
+        The worker's late result for the old attempt is then refused as stale
+        (FENCE-1).  Returns the new record, or ``None`` if no attempt was running.
+        """
+        self._require_ready()
+        record = await self.get(operation_id)
+        if not record.holds_attempt or record.attempt_token is None:
+            return None
+        return await self.dispatcher.take_back(operation_id, record.attempt_token, reason=reason)
+
+    def listen(self, listener: Callable[[TaskRecord | None, TaskRecord], None]) -> None:
+        """Call ``listener(before, after)`` after every ledger write (``before`` is ``None``
+        for a new task).  It runs on the event loop, inside the write: keep it short."""
+        self.book.listen(listener)
+
+    def unlisten(self, listener: Callable[[TaskRecord | None, TaskRecord], None]) -> None:
+        self.book.unlisten(listener)
+
     # -- workers, queues, drain ----------------------------------------------------
 
     def workers(self) -> list[dict[str, Any]]:
         now = self._clock()
         return [s.describe(now) for s in sorted(self.registry, key=lambda s: s.worker_id)]
+
+    def worker(self, worker_id: str) -> dict[str, Any] | None:
+        """One worker as ``GET /api/v1/workers`` lists it (still listed through its grace)."""
+        session = self.registry.get(worker_id)
+        return None if session is None else session.describe(self._clock())
+
+    async def shutdown_worker(self, worker_id: str, timeout_ms: int) -> bool:
+        """Ask one worker to finish (``shutdown``) and wait up to ``timeout_ms`` for it to
+        go; then close whatever is still open (SHUTDOWN-1).  Whether it was connected."""
+        session = self.registry.get(worker_id)
+        connection = None if session is None else session.connection
+        if session is None or connection is None:
+            return False
+        await connection.send(build.shutdown())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(connection.wait_closed(), timeout_ms / 1000)
+        if connection.closed:
+            return True
+        log.warning("worker did not finish in time; closing it", worker_id=worker_id)
+        if session.transport == "long-poll":
+            self.polls.end_session(worker_id)
+        else:
+            await connection.close(1001, "server shutting down")
+        return True
 
     def task_queues(self) -> list[dict[str, Any]]:
         backlog = self.backlog.counts()
