@@ -268,6 +268,9 @@ class GatedStore:
     async def swap(self, record: TaskRecord, expected_generation: int) -> bool:
         return await self.inner.swap(record, expected_generation)
 
+    async def swap_many(self, swaps: Sequence[tuple[TaskRecord, int]]) -> list[bool]:
+        return await self.inner.swap_many(swaps)
+
     async def get(self, operation_id: str) -> TaskRecord | None:
         return await self.inner.get(operation_id)
 
@@ -293,6 +296,11 @@ class FlakyStore(GatedStore):
         if self.broken:
             raise StoreError("the disk is full")
         return await self.inner.swap(record, expected_generation)
+
+    async def swap_many(self, swaps: Sequence[tuple[TaskRecord, int]]) -> list[bool]:
+        if self.broken:
+            raise StoreError("the disk is full")
+        return await self.inner.swap_many(swaps)
 
 
 # -- servers ---------------------------------------------------------------------------------------

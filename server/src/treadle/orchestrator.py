@@ -278,7 +278,7 @@ class Orchestrator:
             self.metrics.ended(after)
             self.backlog.discard(after.operation_id)
             extra = {"uncertain": True} if after.uncertain else {}
-            log.info(
+            log.debug(
                 "task ended",
                 operation_id=after.operation_id,
                 disposition=after.disposition or after.state,

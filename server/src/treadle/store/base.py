@@ -43,6 +43,14 @@ class Store(Protocol):
         """
         ...
 
+    async def swap_many(self, swaps: Sequence[tuple[TaskRecord, int]]) -> list[bool]:
+        """:meth:`swap` for each ``(record, expected_generation)``, in one transaction.
+
+        Each swap succeeds or loses on its own; the list says which, in order.
+        A failure of the store itself raises ``StoreError`` and writes none of them.
+        """
+        ...
+
     async def get(self, operation_id: str) -> TaskRecord | None:
         """The stored record, or ``None``."""
         ...

@@ -43,6 +43,9 @@ CREATE INDEX IF NOT EXISTS tasks_live ON tasks (state)
     WHERE state != 'terminal' AND state != 'deadLettered';
 """
 
+_SWAP: Final = (
+    "UPDATE tasks SET state = ?, generation = ?, body = ? WHERE operation_id = ? AND generation = ?"
+)
 Op = Callable[[sqlite3.Connection], Any]
 
 
@@ -230,19 +233,29 @@ class SQLiteStore:
             raise ValueError("a swapped record's generation must be expected_generation + 1")
         body = encode_record(record)
 
+        row = (
+            record.state,
+            record.generation,
+            body,
+            _key(record.operation_id),
+            expected_generation,
+        )
+
         def op(conn: sqlite3.Connection) -> bool:
-            cursor = conn.execute(
-                "UPDATE tasks SET state = ?, generation = ?, body = ? "
-                "WHERE operation_id = ? AND generation = ?",
-                (
-                    record.state,
-                    record.generation,
-                    body,
-                    _key(record.operation_id),
-                    expected_generation,
-                ),
-            )
-            return cursor.rowcount == 1
+            return conn.execute(_SWAP, row).rowcount == 1
+
+        return await self._submit(op)
+
+    async def swap_many(self, swaps: Sequence[tuple[TaskRecord, int]]) -> list[bool]:
+        rows = []
+        for record, expected in swaps:
+            if record.generation != expected + 1:
+                raise ValueError("a swapped record's generation must be expected_generation + 1")
+            key = _key(record.operation_id)
+            rows.append((record.state, record.generation, encode_record(record), key, expected))
+
+        def op(conn: sqlite3.Connection) -> list[bool]:
+            return [conn.execute(_SWAP, row).rowcount == 1 for row in rows]
 
         return await self._submit(op)
 
