@@ -449,3 +449,58 @@ async def test_the_api_key_is_sent_and_refusals_are_typed(authed: Server, connec
     with pytest.raises(ResultTimeoutError):  # reading is allowed: the task is still queued
         await reader.handle("op-auth").result(timeout=0)
     assert await writer.handle("op-auth").cancel("done") is True
+
+
+# -- batches (API-9) -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+async def test_submit_many_in_batches_and_read_every_result(
+    server: Server, http: aiohttp.ClientSession, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("treadle_sdk._taskapi.MAX_BATCH", 3)  # 7 tasks: three requests
+    inputs = [{"n": n} for n in range(7)]
+    ids = [f"many-{n}" for n in range(7)]
+    worker = await worker_for(http, server, concurrency=7)
+
+    async def run_the_tasks() -> None:
+        for _ in range(7):
+            task = await next_task(worker)
+            await worker.result(task, task["input"])
+
+    async def check(handles: list[Handle], again: list[Handle]) -> None:
+        assert [h.operation_id for h in handles] == ids
+        assert all(h.created for h in handles)
+        assert [h.created for h in again] == [False, False]
+        await run_the_tasks()
+        assert [await h.result(WAIT) for h in handles] == inputs
+
+    if kind == "async":
+        async with AsyncClient(server.url, request_timeout=WAIT) as client:
+            first = await client.submit_many("wf.echo", inputs, operation_ids=ids, priority=2)
+            repeat = await client.submit_many(
+                "wf.echo", inputs[:2], operation_ids=ids[:2], priority=2
+            )
+            await check(list(first), list(repeat))
+        return
+    with Client(server.url, request_timeout=WAIT) as sync_client:
+        plain = await asyncio.to_thread(
+            sync_client.submit_many, "wf.echo", inputs, operation_ids=ids, priority=2
+        )
+        plain_again = await asyncio.to_thread(
+            sync_client.submit_many, "wf.echo", inputs[:2], operation_ids=ids[:2], priority=2
+        )
+        await check([SyncHandle(h) for h in plain], [SyncHandle(h) for h in plain_again])
+
+
+async def test_submit_many_refusals(server: Server) -> None:
+    async with AsyncClient(server.url, request_timeout=WAIT) as client:
+        with pytest.raises(ConfigError) as config:
+            await client.submit_many("wf.echo", [1, 2], operation_ids=["only-one"])
+        assert config.value.field == "operation_ids"
+        await client.submit_many("wf.echo", [1], operation_ids=["taken"])
+        with pytest.raises(TaskConflictError) as conflict:
+            await client.submit_many("wf.echo", [5, 6], operation_ids=["fresh", "taken"])
+        assert conflict.value.path == "/tasks/1/operationId"
+        with pytest.raises(TaskNotFoundError):
+            await client.handle("fresh").detail()  # all or nothing

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote, urlencode, urlsplit
@@ -42,6 +42,7 @@ from .errors import (
 )
 
 __all__ = [
+    "MAX_BATCH",
     "MAX_WAIT_MS",
     "ApiRequest",
     "ResultWait",
@@ -50,6 +51,8 @@ __all__ = [
     "TaskDetail",
     "TaskOutcome",
     "base_url",
+    "batch_answer",
+    "batch_requests",
     "cancel_answer",
     "cancel_request",
     "check_api_key",
@@ -61,9 +64,12 @@ __all__ = [
     "result_answer",
     "result_request",
     "submit_answer",
+    "submit_body",
     "submit_request",
 ]
 
+MAX_BATCH: Final = 1000
+"""Tasks in one batch request (API-9); more are sent as several requests."""
 MAX_WAIT_MS: Final = 60_000
 """The longest one ``GET …/result`` is held by the server (API-6)."""
 ACTIVITY_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\.[A-Za-z_][A-Za-z0-9_-]*")
@@ -276,14 +282,60 @@ def submit_request(
     input: object = None,
     *,
     queue: str = "default",
+    **options: Any,
+) -> ApiRequest:
+    """``POST /api/v1/queues/{queue}/tasks`` with a ``submitRequest`` body (API-1)."""
+    body = submit_body(activity, input, queue=queue, **options)
+    return ApiRequest("POST", f"/api/v1/queues/{queue}/tasks", dumps(body))
+
+
+def batch_requests(
+    activity: str,
+    inputs: Iterable[object],
+    *,
+    queue: str = "default",
+    operation_ids: Sequence[str] | None = None,
+    **options: Any,
+) -> list[ApiRequest]:
+    """``POST /api/v1/queues/{queue}/tasks/batch`` bodies of at most 1,000 tasks each (API-9)."""
+    values = list(inputs)
+    if operation_ids is not None and (
+        isinstance(operation_ids, str) or len(operation_ids) != len(values)
+    ):
+        raise ConfigError("operation_ids", "must give one operation id per input")
+    bodies = [
+        submit_body(
+            activity,
+            value,
+            queue=queue,
+            operation_id=None if operation_ids is None else operation_ids[index],
+            **options,
+        )
+        for index, value in enumerate(values)
+    ]
+    return [
+        ApiRequest(
+            "POST",
+            f"/api/v1/queues/{queue}/tasks/batch",
+            dumps({"tasks": bodies[start : start + MAX_BATCH]}),
+        )
+        for start in range(0, len(bodies), MAX_BATCH)
+    ]
+
+
+def submit_body(
+    activity: str,
+    input: object = None,
+    *,
+    queue: str = "default",
     operation_id: str | None = None,
     visibility_timeout: float | None = None,
     retry_policy: RetryPolicy | Mapping[str, Any] | None = None,
     priority: int | None = None,
     headers: Mapping[str, str] | None = None,
     workflow_revision: str | None = None,
-) -> ApiRequest:
-    """``POST /api/v1/queues/{queue}/tasks`` with a ``submitRequest`` body (API-1)."""
+) -> dict[str, Any]:
+    """A ``submitRequest`` body, checked here so a mistake is a ``ConfigError``, not a 400."""
     if not isinstance(activity, str) or ACTIVITY_NAME.fullmatch(activity) is None:
         raise ConfigError("activity", "must be a qualified name, workflow.activity")
     if not isinstance(queue, str) or QUEUE_NAME.fullmatch(queue) is None:
@@ -316,7 +368,7 @@ def submit_request(
         body["headers"] = dict(headers)
     if workflow_revision is not None:
         body["workflowRevision"] = _identifier("workflow_revision", workflow_revision)
-    return ApiRequest("POST", f"/api/v1/queues/{queue}/tasks", dumps(body))
+    return body
 
 
 def detail_request(operation_id: str) -> ApiRequest:
@@ -407,6 +459,24 @@ def submit_answer(status: int, raw: bytes) -> Submitted:
     body = _body(status, raw, "submitResponse")
     operation_id = _field(status, body, "operationId", str)
     return Submitted(operation_id, _field(status, body, "state", str), status == 201)
+
+
+def batch_answer(status: int, raw: bytes) -> list[Submitted]:
+    """201/200 ``batchSubmitResponse``; 409 :class:`TaskConflictError` (nothing accepted)."""
+    _expect(status, raw, (200, 201), submit=True)
+    entries = _field(status, _body(status, raw, "batchSubmitResponse"), "tasks", list)
+    submitted = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise _unexpected(status, "a batch entry is not an object")
+        submitted.append(
+            Submitted(
+                _field(status, entry, "operationId", str),
+                _field(status, entry, "state", str),
+                _field(status, entry, "created", bool),
+            )
+        )
+    return submitted
 
 
 def detail_answer(status: int, raw: bytes) -> TaskDetail:

@@ -30,7 +30,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -152,6 +152,32 @@ class Client(_Settings):
         )
         submitted = _taskapi.submit_answer(*self._send(request))
         return TaskHandle(self, submitted.operation_id, created=submitted.created)
+
+    def submit_many(
+        self,
+        activity: str,
+        inputs: Iterable[object],
+        *,
+        queue: str = "default",
+        operation_ids: Sequence[str] | None = None,
+        **options: Any,
+    ) -> list[TaskHandle]:
+        """Submit ``activity`` once per input, in batches of up to 1,000 (API-9).
+
+        Each batch is accepted whole or not at all; ``options`` are
+        :meth:`submit`'s, shared by every task.  A conflicting ``operation_id``
+        raises ``TaskConflictError`` and leaves that batch (and later ones) unsent
+        or unaccepted, while earlier batches stand.  Handles come back in order.
+        """
+        handles: list[TaskHandle] = []
+        for request in _taskapi.batch_requests(
+            activity, inputs, queue=queue, operation_ids=operation_ids, **options
+        ):
+            handles.extend(
+                TaskHandle(self, submitted.operation_id, created=submitted.created)
+                for submitted in _taskapi.batch_answer(*self._send(request))
+            )
+        return handles
 
     def handle(self, operation_id: str) -> TaskHandle:
         """A handle on an existing task (``created`` is False)."""
@@ -293,6 +319,26 @@ class AsyncClient(_Settings):
         )
         submitted = _taskapi.submit_answer(*await self._send(request))
         return AsyncTaskHandle(self, submitted.operation_id, created=submitted.created)
+
+    async def submit_many(
+        self,
+        activity: str,
+        inputs: Iterable[object],
+        *,
+        queue: str = "default",
+        operation_ids: Sequence[str] | None = None,
+        **options: Any,
+    ) -> list[AsyncTaskHandle]:
+        """As :meth:`Client.submit_many`."""
+        handles: list[AsyncTaskHandle] = []
+        for request in _taskapi.batch_requests(
+            activity, inputs, queue=queue, operation_ids=operation_ids, **options
+        ):
+            handles.extend(
+                AsyncTaskHandle(self, submitted.operation_id, created=submitted.created)
+                for submitted in _taskapi.batch_answer(*await self._send(request))
+            )
+        return handles
 
     def handle(self, operation_id: str) -> AsyncTaskHandle:
         """A handle on an existing task (``created`` is False)."""
