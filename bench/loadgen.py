@@ -48,9 +48,7 @@ def manifest() -> dict[str, Any]:
                 "workflowVersion": "1",
                 "workflowRevision": "r1",
                 "contractHash": "c1",
-                "activities": {
-                    IDLE_ACTIVITY: {"contractHash": "c", "implementationRevision": "i"}
-                },
+                "activities": {IDLE_ACTIVITY: {"contractHash": "c", "implementationRevision": "i"}},
             }
         },
         "capabilities": {},
@@ -159,16 +157,28 @@ async def run(args: argparse.Namespace) -> int:
         if failures:
             emit({"event": "failed", "error": repr(failures[0])[:500]})
             return 1
-        emit({"event": "registered", "count": len(fleet.sockets),
-              "seconds": round(time.perf_counter() - began, 3)})
+        emit(
+            {
+                "event": "registered",
+                "count": len(fleet.sockets),
+                "seconds": round(time.perf_counter() - began, 3),
+            }
+        )
         held = time.perf_counter()
         readers = [asyncio.create_task(fleet.read(ws)) for ws in fleet.sockets]
         beating = asyncio.create_task(fleet.beat(args.heartbeat_ms / 1000))
         await stop.wait()
         fleet.stopping = True
         beating.cancel()
-        emit({"event": "stopped", "heartbeats": fleet.heartbeats, "lost": fleet.lost,
-              "tasks": fleet.tasks, "seconds": round(time.perf_counter() - held, 3)})
+        emit(
+            {
+                "event": "stopped",
+                "heartbeats": fleet.heartbeats,
+                "lost": fleet.lost,
+                "tasks": fleet.tasks,
+                "seconds": round(time.perf_counter() - held, 3),
+            }
+        )
         for task in readers:
             task.cancel()
         await asyncio.gather(beating, *readers, return_exceptions=True)

@@ -70,7 +70,7 @@ def raise_nofile() -> None:
 
     Called in this process and, as ``preexec_fn``, in children that hold many sockets.
     """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = max(hard, NOFILE_WANTED) if hard != resource.RLIM_INFINITY else NOFILE_WANTED
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, target))
@@ -215,15 +215,15 @@ class Orchestrator:
         return self.child.pid
 
 
-async def _poll_ready(
-    http: aiohttp.ClientSession, url: str, child: Child, what: str
-) -> None:
+async def _poll_ready(http: aiohttp.ClientSession, url: str, child: Child, what: str) -> None:
     """GET ``url`` until it answers 200, backing off from 5 ms; fail if ``child`` exits."""
     delay = 0.005
     try:
         async with asyncio.timeout(START_TIMEOUT):
             while True:
-                if child.eof or (child.process is not None and child.process.returncode is not None):
+                if child.eof or (
+                    child.process is not None and child.process.returncode is not None
+                ):
                     raise BenchError(f"{child.name} exited before {what}\n{child.said()}")
                 with contextlib.suppress(aiohttp.ClientError):
                     async with http.get(url) as response:

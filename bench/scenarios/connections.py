@@ -10,7 +10,7 @@ One run:
    them, each registered (``registerAck`` received, offering ``bench.idle`` on the same queue)
    and then sending a session heartbeat every ``heartbeat_ms`` (HB-1's 10 s by default);
    the harness checks ``treadle_workers_connected`` counts them all;
-4. **RSS per connection** = (RSS now − baseline RSS) / workers;
+4. **RSS per connection** = (RSS now - baseline RSS) / workers;
 5. **heartbeat CPU**: CPU time over an idle window with every socket connected, as a share of
    one core, raw and minus the baseline; the heartbeats the generators sent meanwhile give
    a cost per heartbeat;
@@ -79,7 +79,6 @@ async def connection_scale(
 
         stream = f"ws://127.0.0.1:{orchestrator.port}/api/v1/tasks/default/stream"
         generators: list[Child] = []
-        began = time.perf_counter()
         share, extra = divmod(workers, procs)
         for p in range(procs):
             count = share + (1 if p < extra else 0)
@@ -102,7 +101,13 @@ async def connection_scale(
             failed = [e for e in child.events if e.get("event") == "failed"]
             if failed:
                 raise BenchError(f"{child.name} could not register: {failed[0]}\n{child.said()}")
-        connect_s = time.perf_counter() - began
+        # each generator's own connect-and-register time (its start-up excluded); they overlap
+        connect_s = max(
+            float(e["seconds"])
+            for c in generators
+            for e in c.events
+            if e.get("event") == "registered"
+        )
         connected = await _connected(api)
         if connected < workers + 1:
             raise BenchError(f"the orchestrator counts {connected} workers, not {workers + 1}")

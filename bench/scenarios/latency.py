@@ -21,7 +21,7 @@ Per window it reports:
   around the window: the share within 2 ms and p50/p99 interpolated inside buckets.  ``None``
   when the server does not export the histogram.
 
-The offered rate is ``fraction`` (0.5) × the capacity measured by the Go burn-down in the same
+The offered rate is ``fraction`` (0.5) x the capacity measured by the Go burn-down in the same
 invocation, or ``--rate``.
 """
 
@@ -48,7 +48,7 @@ WARMUP_S: Final = 0.5
 
 
 async def open_loop(api: TaskApi, rate: float, seconds: float, prefix: str) -> dict[str, Any]:
-    """Submit ``rate × seconds`` tasks on a fixed schedule; the client-side latencies."""
+    """Submit ``rate x seconds`` tasks on a fixed schedule; the client-side latencies."""
     count = max(1, int(rate * seconds))
     lags: list[float] = [0.0] * count
     submits: list[float] = [0.0] * count
@@ -102,7 +102,9 @@ def dispatch_figures(buckets: dict[float, float] | None) -> dict[str, Any] | Non
         "p50": None if p50 is None else round(p50, 3),
         "p99": None if p99 is None else round(p99, 3),
         "within_2ms": None if within is None else round(within, 5),
-        "buckets": {("+Inf" if b == float("inf") else str(b)): c for b, c in sorted(buckets.items())},
+        "buckets": {
+            ("+Inf" if b == float("inf") else str(b)): c for b, c in sorted(buckets.items())
+        },
     }
 
 

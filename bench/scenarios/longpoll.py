@@ -111,7 +111,9 @@ async def long_poll_parking(
 ) -> dict[str, Any]:
     """One run of the long-poll parking scenario (see the module docstring)."""
     if idle_s * 1000 >= POLL_TIMEOUT_MS:
-        raise BenchError(f"the idle window must be shorter than the poll timeout ({POLL_TIMEOUT_MS} ms)")
+        raise BenchError(
+            f"the idle window must be shorter than the poll timeout ({POLL_TIMEOUT_MS} ms)"
+        )
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
     async with (

@@ -5,7 +5,7 @@ server has batch submission, else single submits 64 at a time); then one worker 
 started (concurrency 64).  The worker prints the Unix time of its first ``bench.noop`` call
 and, when its count reaches the total, of that call; the harness then scrapes
 ``treadle_tasks_terminal_total`` until every task has ended in the ledger (result committed)
-and takes the end time there.  ``tasks_per_s`` = tasks / (end − first call);
+and takes the end time there.  ``tasks_per_s`` = tasks / (end - first call);
 ``tasks_per_s_from_spawn`` uses the worker process's spawn instead (start-up and registration
 included).  A few results are read back and checked.
 
@@ -62,7 +62,11 @@ async def treadle_burndown(bench: Bench, sdk: Sdk, tasks: int) -> dict[str, Any]
             )
         spawned_ns = time.time_ns()
         worker = await bench.worker(
-            stack, sdk, orchestrator.url, f"bench-{sdk}-burndown", expect=tasks,
+            stack,
+            sdk,
+            orchestrator.url,
+            f"bench-{sdk}-burndown",
+            expect=tasks,
             wait_registered=False,
         )
         timeout = burndown_timeout(tasks)
@@ -84,9 +88,7 @@ async def treadle_burndown(bench: Bench, sdk: Sdk, tasks: int) -> dict[str, Any]
     }
 
 
-async def treadle_roundtrip(
-    bench: Bench, sdk: Sdk, samples: int, warmup: int
-) -> dict[str, Any]:
+async def treadle_roundtrip(bench: Bench, sdk: Sdk, samples: int, warmup: int) -> dict[str, Any]:
     """One run of ``samples`` sequential submit → result round trips through the Task API."""
     async with contextlib.AsyncExitStack() as stack:
         orchestrator = await bench.orchestrator(stack)

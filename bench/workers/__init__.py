@@ -1,3 +1,3 @@
-"""Benchmark worker programs run as separate processes (the Go one is sdk-go/examples/bench-worker)."""
+"""Benchmark workers, run as processes (the Go one is sdk-go/examples/bench-worker)."""
 
 __all__: list[str] = []
