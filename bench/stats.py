@@ -92,8 +92,9 @@ def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float | None
     """Quantile ``q`` (0-1) of a cumulative histogram ``{upper bound: count}`` (with ``+Inf``).
 
     Linear interpolation inside the bucket holding the rank, the lower edge of the first
-    bucket taken as 0; ``None`` for an empty histogram; the last finite bound when the rank
-    falls in the ``+Inf`` bucket (the true value is only known to be above it).
+    bucket taken as 0; ``None`` for an empty histogram; ``math.inf`` when the rank falls in
+    the ``+Inf`` bucket (the value is only known to be above the last finite bound; Prometheus
+    would answer that bound, which could pass for a met target).
     """
     ordered = _cumulative(buckets)
     if not ordered or ordered[-1][1] <= 0:
@@ -104,7 +105,7 @@ def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float | None
     for bound, count in ordered:
         if count >= rank:
             if math.isinf(bound):
-                return lower_bound
+                return math.inf
             if count == lower_count:
                 return bound
             return lower_bound + (bound - lower_bound) * (rank - lower_count) / (
