@@ -13,7 +13,7 @@ import contextlib
 import io
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -262,8 +262,14 @@ class GatedStore:
     async def insert(self, record: TaskRecord) -> bool:
         return await self.inner.insert(record)
 
+    async def insert_many(self, records: Sequence[TaskRecord]) -> list[TaskRecord | None]:
+        return await self.inner.insert_many(records)
+
     async def swap(self, record: TaskRecord, expected_generation: int) -> bool:
         return await self.inner.swap(record, expected_generation)
+
+    async def swap_many(self, swaps: Sequence[tuple[TaskRecord, int]]) -> list[bool]:
+        return await self.inner.swap_many(swaps)
 
     async def get(self, operation_id: str) -> TaskRecord | None:
         return await self.inner.get(operation_id)
@@ -290,6 +296,11 @@ class FlakyStore(GatedStore):
         if self.broken:
             raise StoreError("the disk is full")
         return await self.inner.swap(record, expected_generation)
+
+    async def swap_many(self, swaps: Sequence[tuple[TaskRecord, int]]) -> list[bool]:
+        if self.broken:
+            raise StoreError("the disk is full")
+        return await self.inner.swap_many(swaps)
 
 
 # -- servers ---------------------------------------------------------------------------------------

@@ -235,7 +235,7 @@ async def start_orchestrator(
     child = OrchestratorChild(name, ended, db.with_name("orchestrator.log"))
     stack.push_async_callback(child.reap)
     argv = [str(TREADLE), "serve", "--host", "127.0.0.1", "--port", str(port), "--db", str(db)]
-    argv += ["--log-format", "json", "--reconnect-grace-ms", str(GRACE_MS)]
+    argv += ["--log-format", "json", "--log-level", "debug", "--reconnect-grace-ms", str(GRACE_MS)]
     await child.start(argv, read="stderr")
     await child.until(
         lambda: child.listening and child.recovered, START_TIMEOUT, f"{name} to be ready"

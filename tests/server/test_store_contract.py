@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from treadle.errors import StoreError
+from treadle.errors import StoreError, TaskExistsError
 from treadle.ledger import TaskRecord, complete, lease, new_task, renew
 from treadle.retry import RetryPolicy
 from treadle.store import SQLiteStore, Store
@@ -246,3 +246,50 @@ async def test_a_ledger_of_another_schema_version_is_refused(tmp_path: Path) -> 
     with sqlite3.connect(fresh) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
     await SQLiteStore(fresh).close()  # reopening its own version is fine
+
+
+async def test_insert_many_creates_all_in_order(store: Store) -> None:
+    batch = [record(f"op-{i}", input=i) for i in range(5)]
+    assert await store.insert_many(batch) == [None] * 5
+    for original in batch:
+        assert await store.get(original.operation_id) == original
+
+
+async def test_insert_many_returns_what_an_identical_resubmission_finds(store: Store) -> None:
+    first = record("op-1", request_digest="d1")
+    assert await store.insert(first)
+    again = replace(first, created_at=T0 + 5)  # the same request, submitted later
+    fresh = record("op-2", request_digest="d2")
+    assert await store.insert_many([again, fresh, replace(fresh, created_at=T0 + 9)]) == [
+        first,
+        None,
+        fresh,  # a repeat inside the batch finds the one created a moment earlier
+    ]
+
+
+async def test_insert_many_with_a_conflict_writes_nothing(store: Store) -> None:
+    assert await store.insert(record("op-taken", request_digest="original"))
+    batch = [
+        record("op-a", request_digest="a"),
+        record("op-taken", request_digest="different"),
+        record("op-b", request_digest="b"),
+    ]
+    with pytest.raises(TaskExistsError) as caught:
+        await store.insert_many(batch)
+    assert (caught.value.operation_id, caught.value.index) == ("op-taken", 1)
+    assert await store.get("op-a") is None
+    assert await store.get("op-b") is None
+    # the store goes on: the same batch without the conflict is accepted
+    assert await store.insert_many([batch[0], batch[2]]) == [None, None]
+
+
+async def test_a_conflicting_batch_does_not_undo_writes_committed_beside_it(store: Store) -> None:
+    # concurrent writes share one group commit; the batch's rollback is its own
+    assert await store.insert(record("op-taken", request_digest="original"))
+    bad = store.insert_many([record("op-x"), record("op-taken", request_digest="other")])
+    good = store.insert(record("op-beside"))
+    outcomes = await asyncio.gather(bad, good, return_exceptions=True)
+    assert isinstance(outcomes[0], TaskExistsError)
+    assert outcomes[1] is True
+    assert await store.get("op-beside") is not None
+    assert await store.get("op-x") is None

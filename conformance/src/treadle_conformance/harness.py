@@ -27,9 +27,7 @@ from aiohttp import web
 
 from treadle import Orchestrator, ServerConfig, TaskRecord, create_app
 from treadle.app import stop
-from treadle.registry import WorkerSession
-from treadle.sessions import LongPollSession
-from treadle_protocol import build
+from treadle.errors import UnknownTaskError
 
 __all__ = [
     "ACTIVITIES",
@@ -48,7 +46,6 @@ ACTIVITIES: Final = ("conformance.echo", "conformance.sleep", "conformance.cance
 HEARTBEAT_INTERVAL_MS: Final = 25
 POLL_INTERVAL_S: Final = 0.025
 STOP_GRACE_S: Final = 1.0
-SHUTDOWN_POLL_S: Final = 0.05
 Transport = Literal["websocket", "longpoll"]
 Predicate = Callable[[], bool | Awaitable[bool]]
 
@@ -160,7 +157,7 @@ class Stage:
             raise
         self.port = self.runner.addresses[0][1]
         await self.orchestrator.wait_ready()
-        self.orchestrator.book.listen(self._on_write)
+        self.orchestrator.listen(self._on_write)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -206,19 +203,23 @@ class Stage:
 
     # -- what the orchestrator sees ---------------------------------------------------
 
-    def worker(self, worker_id: str) -> WorkerSession | None:
-        """The registered worker (``registry.getWorker``); kept through its grace window."""
-        return self.orchestrator.registry.get(worker_id)
+    def worker(self, worker_id: str) -> dict[str, Any] | None:
+        """The registered worker as ``GET /api/v1/workers`` lists it (``registry.getWorker``);
+        listed through its grace window."""
+        return self.orchestrator.worker(worker_id)
 
     def worker_ids(self) -> list[str]:
-        return [session.worker_id for session in self.orchestrator.registry]
+        return [worker["workerId"] for worker in self.orchestrator.workers()]
 
     def in_flight(self, worker_id: str) -> int:
-        session = self.worker(worker_id)
-        return 0 if session is None else len(session.in_flight)
+        worker = self.worker(worker_id)
+        return 0 if worker is None else int(worker["inFlight"])
 
     async def record(self, operation_id: str) -> TaskRecord | None:
-        return await self.orchestrator.book.get(operation_id)
+        try:
+            return await self.orchestrator.get(operation_id)
+        except UnknownTaskError:
+            return None
 
     async def submit(
         self,
@@ -245,23 +246,6 @@ class Stage:
             raise HarnessError(failure or f"Could not dispatch {operation_id}") from exc
 
     async def shutdown_worker(self, worker_id: str) -> None:
-        """Weft's ``shutdownWorker(id, {timeoutMs})``: ``shutdown``, then wait for the socket
-        (polling every 50 ms) up to the timeout, then close what is still open (SHUTDOWN-1)."""
-        session = self.worker(worker_id)
-        if session is None or session.connection is None:
-            return
-        connection = session.connection
-        await connection.send(build.shutdown())
-        deadline = _now_ms() + self.timeout_ms
-        while _now_ms() <= deadline:
-            if connection.closed or self.worker(worker_id) is not session:
-                return
-            await asyncio.sleep(SHUTDOWN_POLL_S)
-        if session.transport == "long-poll":
-            found = self.orchestrator.polls.sessions.lookup(worker_id)
-            if isinstance(found, LongPollSession):
-                self.orchestrator.polls.sessions.end(found, "stale_session")
-            await connection.close(1000, "drained")
-            self.orchestrator.gateway.retire(session)
-        else:
-            await connection.close(1001, "server shutting down")
+        """Weft's ``shutdownWorker(id, {timeoutMs})``: ``shutdown``, wait for the worker to go
+        up to the run's timeout, then close what is still open (SHUTDOWN-1)."""
+        await self.orchestrator.shutdown_worker(worker_id, self.timeout_ms)

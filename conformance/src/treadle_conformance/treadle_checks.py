@@ -187,11 +187,8 @@ async def _heartbeat_details(ctx: Context) -> str:
         return record is not None and record.last_heartbeat_details == DETAILS
 
     await wait_for(stored, ctx.timeout_ms, f"{op} heartbeat details from attempt 1")
-    record = await ctx.record(op)
-    assert record.attempt_token is not None
-    await ctx.stage.orchestrator.dispatcher.take_back(
-        op, record.attempt_token, reason="conformance"
-    )
+    if await ctx.stage.orchestrator.requeue(op, reason="conformance") is None:
+        raise HarnessError(f"{op} was not running when it was to be taken back")
     record = await ctx.wait_terminal(op)
     expected = {"lastHeartbeatDetails": DETAILS}
     if record.attempt < 2 or record.disposition != "completed" or record.value != expected:
@@ -242,10 +239,10 @@ async def _proven_resume(ctx: Context) -> str:
 
 
 async def _concurrency(ctx: Context) -> str:
-    session = ctx.stage.worker(ctx.worker_id)
-    if session is None:
+    worker = ctx.stage.worker(ctx.worker_id)
+    if worker is None:
         raise HarnessError(f"Worker {ctx.worker_id} disconnected")
-    limit = session.concurrency
+    limit = int(worker["concurrency"])
     held: set[str] = set()
     peak = [0]
 
@@ -256,8 +253,8 @@ async def _concurrency(ctx: Context) -> str:
             held.discard(after.operation_id)
         peak[0] = max(peak[0], len(held))
 
-    book = ctx.stage.orchestrator.book
-    book.listen(track)
+    orchestrator = ctx.stage.orchestrator
+    orchestrator.listen(track)
     try:
         ops = [f"treadle-concurrency-{n}" for n in range(2 * limit + 1)]
         for op in ops:
@@ -267,7 +264,7 @@ async def _concurrency(ctx: Context) -> str:
             if record.disposition != "completed":
                 raise HarnessError(f"{op} ended {record.disposition}")
     finally:
-        book.unlisten(track)
+        orchestrator.unlisten(track)
     if peak[0] > limit:
         raise HarnessError(f"{peak[0]} attempts held at once with concurrency {limit}")
     return f"at most {peak[0]} of {len(ops)} tasks held at once (concurrency {limit})"

@@ -19,13 +19,13 @@ __all__ = ["register_check", "run_weft_checks"]
 
 def register_check(stage: Stage, worker_id: str) -> Check:
     """Judge the registration from the registry alone (Weft's ``createRegisterCheck``)."""
-    session = stage.worker(worker_id)
-    if session is None:
+    worker = stage.worker(worker_id)
+    if worker is None:
         return Check("register", False, f"worker {worker_id} disconnected after registering")
     problems = []
-    if session.queue != QUEUE:
-        problems.append(f"registered on queue {session.queue}, expected {QUEUE}")
-    missing = [name for name in ACTIVITIES if name not in session.activities]
+    if worker["queue"] != QUEUE:
+        problems.append(f"registered on queue {worker['queue']}, expected {QUEUE}")
+    missing = [name for name in ACTIVITIES if name not in worker["activities"]]
     if missing:
         problems.append(f"does not advertise {', '.join(missing)}")
     if problems:
@@ -56,16 +56,16 @@ async def _wait_replacement(stage: Stage, original: str) -> str:
 
 async def _wait_heartbeat(stage: Stage, worker_id: str) -> None:
     disconnected = f"Worker {worker_id} disconnected before heartbeat was observed"
-    session = stage.worker(worker_id)
-    if session is None:
+    worker = stage.worker(worker_id)
+    if worker is None:
         raise HarnessError(disconnected)
-    before = session.last_heartbeat
+    before = worker["lastHeartbeatAt"]
 
     def advanced() -> bool:
         current = stage.worker(worker_id)
         if current is None:
             raise _Stop(disconnected)
-        return current.last_heartbeat > before
+        return bool(current["lastHeartbeatAt"] > before)
 
     await _wait_or_stop(advanced, stage.timeout_ms, f"worker {worker_id} heartbeat")
 
@@ -75,7 +75,7 @@ async def _wait_idle(stage: Stage, worker_id: str) -> None:
         current = stage.worker(worker_id)
         if current is None:
             raise _Stop(f"Worker {worker_id} disconnected while waiting to become idle")
-        return len(current.in_flight) == 0
+        return bool(current["inFlight"] == 0)
 
     await _wait_or_stop(idle, stage.timeout_ms, f"worker {worker_id} to become idle")
 

@@ -459,6 +459,16 @@ type TaskAPISubmitResponse struct {
 	State       string `json:"state"`
 }
 
+// TaskAPIBatchSubmitRequest: POST /api/v1/queues/{queue}/tasks/batch: up to 1000 submissions, accepted in one transaction (API-9).
+type TaskAPIBatchSubmitRequest struct {
+	Tasks []TaskAPISubmitRequest `json:"tasks"`
+}
+
+// TaskAPIBatchSubmitResponse: 201 (at least one created) or 200 (every one an idempotent resubmission); one entry per submission, in order.
+type TaskAPIBatchSubmitResponse struct {
+	Tasks []json.RawMessage `json:"tasks"`
+}
+
 // TaskAPITaskDetail: GET /api/v1/tasks/detail/{operationId}: the ledger record.
 type TaskAPITaskDetail struct {
 	OperationID  string          `json:"operationId"`

@@ -13,6 +13,7 @@ which is exactly what start-up recovery does.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 from collections import Counter
@@ -30,6 +31,8 @@ class Pending:
     activity_name: str
     priority: int
     available_at: int
+    ready_ns: int = 0
+    """``time.perf_counter_ns()`` when it became ready to dispatch; 0 when unknown or delayed."""
 
 
 class Backlog:
@@ -39,6 +42,7 @@ class Backlog:
         self._ready: dict[tuple[str, str], list[tuple[int, int, int, str]]] = {}
         self._delayed: list[tuple[int, int, Pending]] = []
         self._members: dict[str, tuple[int, Pending]] = {}
+        self._counts: Counter[str] = Counter()
         self._seq = itertools.count()
 
     def __len__(self) -> int:
@@ -50,8 +54,13 @@ class Backlog:
     def add(self, task: Pending, now: int) -> None:
         """Index a queued task (replacing an earlier entry for the same operation)."""
         seq = next(self._seq)
+        if task.operation_id not in self._members:
+            self._counts[task.queue] += 1
         self._members[task.operation_id] = (seq, task)
         if task.available_at > now:
+            if task.ready_ns:  # its wait for the backoff is not dispatch latency
+                task = dataclasses.replace(task, ready_ns=0)
+                self._members[task.operation_id] = (seq, task)
             heapq.heappush(self._delayed, (task.available_at, seq, task))
         else:
             self._push_ready(seq, task)
@@ -61,7 +70,14 @@ class Backlog:
         heapq.heappush(heap, (-task.priority, task.available_at, seq, task.operation_id))
 
     def discard(self, operation_id: str) -> None:
-        self._members.pop(operation_id, None)
+        member = self._members.pop(operation_id, None)
+        if member is not None:
+            self._forget(member[1].queue)
+
+    def _forget(self, queue: str) -> None:
+        self._counts[queue] -= 1
+        if not self._counts[queue]:
+            del self._counts[queue]
 
     def promote(self, now: int) -> bool:
         """Move tasks whose backoff has elapsed to the ready heaps; whether any moved."""
@@ -85,6 +101,7 @@ class Backlog:
             member = self._members.get(operation_id)
             if member is not None and member[0] == seq:
                 del self._members[operation_id]
+                self._forget(queue)
                 if not heap:
                     del self._ready[(queue, activity_name)]
                 return member[1]
@@ -93,4 +110,4 @@ class Backlog:
 
     def counts(self) -> Counter[str]:
         """Queued tasks per queue (ready and delayed)."""
-        return Counter(task.queue for _, task in self._members.values())
+        return self._counts.copy()

@@ -8,6 +8,11 @@ record, up to :data:`MAX_TRIES` times — so a step that no longer applies
 (a result for an attempt that was just taken back) raises
 :class:`~treadle.errors.TransitionError` instead of overwriting anything.
 
+Swaps are coalesced: every swap asked for in one turn of the event loop
+goes to the store as one :meth:`Store.swap_many` (one hand-off to the
+writer thread and one future, not one each), which matters when a burst of
+claims or results arrives together.  Each swap still wins or loses on its own.
+
 Live records (queued, leased, cancelling) are cached in memory; terminal
 ones are read from the store on demand.  Callers waiting for a task to end
 (:meth:`TaskBook.wait_terminal`) are woken when a terminal record is written.
@@ -16,7 +21,7 @@ ones are read from the store on demand.  Callers waiting for a task to end
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from .errors import ConflictError
@@ -40,6 +45,8 @@ class TaskBook:
         self._live: dict[str, TaskRecord] = {}
         self._waiters: dict[str, list[asyncio.Future[TaskRecord]]] = {}
         self._listeners: list[Listener] = []
+        self._swaps: list[tuple[TaskRecord, int, asyncio.Future[bool]]] = []
+        self._writes: set[asyncio.Task[None]] = set()
 
     def listen(self, listener: Listener) -> None:
         """Call ``listener(before, after)`` after every successful write."""
@@ -77,6 +84,14 @@ class TaskBook:
         self._remember(None, record)
         return True
 
+    async def insert_many(self, records: Sequence[TaskRecord]) -> list[TaskRecord | None]:
+        """Create the new records in one transaction (see :meth:`Store.insert_many`)."""
+        existing = await self._store.insert_many(records)
+        for record, found in zip(records, existing, strict=True):
+            if found is None:
+                self._remember(None, record)
+        return existing
+
     async def apply(self, operation_id: str, step: Step) -> tuple[TaskRecord, TaskRecord]:
         """Run ``step`` on the newest record and write it; returns (before, after).
 
@@ -88,13 +103,42 @@ class TaskBook:
             if current is None:
                 raise KeyError(operation_id)
             after = step(current)
-            if await self._store.swap(after, current.generation):
+            if await self._swap(after, current.generation):
                 self._remember(current, after)
                 return current, after
             current = await self._store.get(operation_id)
             if current is not None:
                 self._refresh(current)
         raise ConflictError(operation_id, -1 if current is None else current.generation)
+
+    def _swap(self, record: TaskRecord, expected_generation: int) -> asyncio.Future[bool]:
+        """Queue a swap for this turn's batch; the future says whether it won."""
+        if record.generation != expected_generation + 1:
+            raise ValueError("a swapped record's generation must be expected_generation + 1")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        if not self._swaps:
+            loop.call_soon(self._flush)
+        self._swaps.append((record, expected_generation, future))
+        return future
+
+    def _flush(self) -> None:
+        batch, self._swaps = self._swaps, []
+        write = asyncio.ensure_future(self._write(batch))
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
+
+    async def _write(self, batch: list[tuple[TaskRecord, int, asyncio.Future[bool]]]) -> None:
+        try:
+            won = await self._store.swap_many([(record, expected) for record, expected, _ in batch])
+        except Exception as exc:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, _, future), ok in zip(batch, won, strict=True):
+            if not future.done():
+                future.set_result(ok)
 
     def _refresh(self, record: TaskRecord) -> None:
         cached = self._live.get(record.operation_id)

@@ -4,7 +4,7 @@
 
     treadle serve [--host 127.0.0.1] [--port 7233] [--db ./treadle.db | :memory:]
                   [--api-key KEY:scope,scope ...] [--tls-cert FILE --tls-key FILE]
-                  [--log-format auto|json|console] [--reconnect-grace-ms MS]
+                  [--log-format auto|json|console] [--log-level LEVEL] [--reconnect-grace-ms MS]
                   [--expiry-scan-interval-ms MS] [--routing-policy POLICY]
                   [--payload-max-bytes N] [--cancel-settle-ms MS]
                   [--session-lease-ms MS]
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -59,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tls-key", type=Path, default=_env("TLS_KEY"))
     run.add_argument(
         "--log-format", choices=("auto", "json", "console"), default=_env("LOG_FORMAT", "auto")
+    )
+    run.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default=_env("LOG_LEVEL", "info"),
+        help="debug adds a line per task ended",
     )
     run.add_argument(
         "--allowed-origin", action="append", default=None, help="browser origin allowed to connect"
@@ -107,6 +114,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         tls_key=args.tls_key,
         allowed_origins=tuple(origins),
         log_format=args.log_format,
+        log_level=args.log_level,
         routing_policy=args.routing_policy,
         expiry_scan_interval_ms=args.expiry_scan_interval_ms,
         reconnect_grace_ms=args.reconnect_grace_ms,
@@ -143,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"treadle: {exc}", file=sys.stderr)  # noqa: T201
         return 2
-    configure(config.log_format)
+    configure(config.log_format, logging.getLevelName(config.log_level.upper()))
     try:
         asyncio.run(serve(config))
     except OSError as exc:  # port in use, unreadable TLS files…

@@ -22,6 +22,7 @@ SCOPES: Final = frozenset(
 )
 RoutingPolicy = Literal["least-loaded", "round-robin", "fair-share"]
 LogFormat = Literal["auto", "json", "console"]
+LogLevel = Literal["debug", "info", "warning", "error"]
 _MAX_GRACE_MS: Final = 5000
 
 
@@ -73,6 +74,8 @@ class ServerConfig:
     allowed_origins: tuple[str, ...] = ()
     """Origins allowed to open worker sockets from a browser; requests without Origin pass."""
     log_format: LogFormat = "auto"
+    log_level: LogLevel = "info"
+    """``debug`` adds a line per task ended; ``info`` logs workers, sessions and trouble."""
     routing_policy: RoutingPolicy = "least-loaded"
     expiry_scan_interval_ms: int = 100
     reconnect_grace_ms: int = 2000

@@ -20,8 +20,9 @@ without counting the attempt.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import structlog
 
@@ -42,13 +43,16 @@ log = structlog.get_logger("treadle.dispatch")
 Clock = Callable[[], int]
 
 
-def pending_of(record: TaskRecord) -> Pending:
+def pending_of(record: TaskRecord, ready_ns: int = 0) -> Pending:
+    """The backlog entry of a queued record; ``ready_ns`` is when it was indexed
+    (``time.perf_counter_ns``), for the dispatch latency, or 0 when unknown."""
     return Pending(
         record.operation_id,
         record.queue,
         record.activity_name,
         record.priority,
         record.available_at,
+        ready_ns,
     )
 
 
@@ -103,7 +107,15 @@ class Dispatcher:
 
     def enqueue(self, record: TaskRecord) -> None:
         """Index a queued record and wake the loop."""
-        self._backlog.add(pending_of(record), self._clock())
+        self._backlog.add(pending_of(record, time.perf_counter_ns()), self._clock())
+        self._wake.set()
+
+    def enqueue_many(self, records: Sequence[TaskRecord]) -> None:
+        """Index many queued records and wake the loop once."""
+        now = self._clock()
+        ready_ns = time.perf_counter_ns()
+        for record in records:
+            self._backlog.add(pending_of(record, ready_ns), now)
         self._wake.set()
 
     async def run(self) -> None:
@@ -192,6 +204,10 @@ class Dispatcher:
             # The frame never left (the session is gone, the socket closed, or the
             # poll was answered or abandoned meanwhile): the attempt never started.
             await self.unclaim(record.operation_id, token)
+        elif pending.ready_ns:
+            self._metrics.dispatch_latency.observe(
+                (time.perf_counter_ns() - pending.ready_ns) / 1e6
+            )
 
     def _deliverable(self, session: WorkerSession) -> bool:
         connection = session.connection

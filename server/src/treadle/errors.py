@@ -69,11 +69,15 @@ class InvalidTaskError(TreadleError, ValueError):
 
 
 class TaskExistsError(TreadleError):
-    """The operation id is taken by a task submitted with a different request."""
+    """The operation id is taken by a task submitted with a different request.
 
-    def __init__(self, operation_id: str) -> None:
+    ``index`` is the position of the offending submission in a batch, else ``None``.
+    """
+
+    def __init__(self, operation_id: str, index: int | None = None) -> None:
         super().__init__(f"operation {operation_id!r} already exists with a different request")
         self.operation_id = operation_id
+        self.index = index
 
 
 class UnknownTaskError(TreadleError, KeyError):

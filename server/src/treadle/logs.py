@@ -33,6 +33,7 @@ def configure(fmt: Literal["auto", "json", "console"] = "auto", level: int = log
     )
     structlog.configure(
         processors=[
+            structlog.stdlib.filter_by_level,  # first: a filtered-out line costs almost nothing
             *shared,
             structlog.stdlib.add_logger_name,
             structlog.processors.StackInfoRenderer(),

@@ -5,7 +5,8 @@ Weft's names (reference §13) are kept so dashboards carry over:
 ``weft_task_execution_latency_ms``, ``weft_task_retries_total``,
 ``weft_task_requeues_total``, ``weft_task_stale_heartbeats`` and
 ``weft_worker_capacity_saturation``.  Treadle adds ``treadle_*`` series for
-submissions, results, terminal outcomes, registrations and connected workers.
+submissions, results, terminal outcomes, registrations, connected workers and
+the sub-millisecond dispatch latency (``treadle_dispatch_latency_ms``).
 
 Each :class:`Metrics` owns its own ``CollectorRegistry`` (two orchestrators
 in one process, as in tests, never share counters).  Gauges that describe
@@ -27,6 +28,7 @@ from .ledger import TaskRecord
 __all__ = ["CONTENT_TYPE", "Metrics", "Snapshot"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_DISPATCH_BUCKETS_MS = (0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 25, 50, 100, 250, 1000)
 _LATENCY_BUCKETS_MS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000)
 
 
@@ -97,6 +99,13 @@ class Metrics:
             "weft_task_execution_latency_ms",
             "Milliseconds from dispatch to an applied result.",
             buckets=_LATENCY_BUCKETS_MS,
+            registry=r,
+        )
+        self.dispatch_latency = Histogram(
+            "treadle_dispatch_latency_ms",
+            "Milliseconds from a task being ready in memory (durable, indexed) "
+            "to its task frame being written to the worker.",
+            buckets=_DISPATCH_BUCKETS_MS,
             registry=r,
         )
         self.retries = Counter(

@@ -24,13 +24,13 @@ import contextlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
-from treadle_protocol import JsonValue
+from treadle_protocol import JsonValue, build
 
 from . import ledger
 from .backlog import Backlog
@@ -278,7 +278,7 @@ class Orchestrator:
             self.metrics.ended(after)
             self.backlog.discard(after.operation_id)
             extra = {"uncertain": True} if after.uncertain else {}
-            log.info(
+            log.debug(
                 "task ended",
                 operation_id=after.operation_id,
                 disposition=after.disposition or after.state,
@@ -319,16 +319,14 @@ class Orchestrator:
         submission = await self.submit_request(parse_submission(queue, body))
         return TaskHandle(self, submission)
 
-    async def submit_request(self, request: TaskRequest) -> Submission:
-        """Accept a validated request.  The same operation id and request again is
-        idempotent (``created=False``); a different request raises ``TaskExistsError``."""
-        self._require_ready()
-        record = ledger.new_task(
+    @staticmethod
+    def _new_record(request: TaskRequest, now: int) -> TaskRecord:
+        return ledger.new_task(
             operation_id=request.operation_id or str(uuid.uuid4()),
             queue=request.queue,
             activity_name=request.activity_name,
             input=request.input,
-            now=self._clock(),
+            now=now,
             visibility_timeout_ms=request.visibility_timeout,
             retry_policy=request.retry_policy,
             priority=request.priority,
@@ -336,6 +334,12 @@ class Orchestrator:
             workflow_revision=request.workflow_revision,
             request_digest=request.digest,
         )
+
+    async def submit_request(self, request: TaskRequest) -> Submission:
+        """Accept a validated request.  The same operation id and request again is
+        idempotent (``created=False``); a different request raises ``TaskExistsError``."""
+        self._require_ready()
+        record = self._new_record(request, self._clock())
         if await self.book.insert(record):
             self.metrics.submitted.inc()
             self.dispatcher.enqueue(record)
@@ -344,6 +348,26 @@ class Orchestrator:
         if existing is None or existing.request_digest != record.request_digest:
             raise TaskExistsError(record.operation_id)
         return Submission(existing, created=False)
+
+    async def submit_requests(self, requests: Sequence[TaskRequest]) -> list[Submission]:
+        """Accept many validated requests in one transaction: all of them, or none.
+
+        Each is treated as :meth:`submit_request` would (an identical resubmission
+        is ``created=False``); if any reuses an operation id with a different
+        request, nothing is accepted and ``TaskExistsError`` names its ``index``.
+        """
+        self._require_ready()
+        now = self._clock()
+        records = [self._new_record(request, now) for request in requests]
+        existing = await self.book.insert_many(records)
+        created = [record for record, found in zip(records, existing, strict=True) if found is None]
+        if created:
+            self.metrics.submitted.inc(len(created))
+            self.dispatcher.enqueue_many(created)
+        return [
+            Submission(record, created=True) if found is None else Submission(found, created=False)
+            for record, found in zip(records, existing, strict=True)
+        ]
 
     async def get(self, operation_id: str) -> TaskRecord:
         record = await self.book.get(operation_id)
@@ -396,11 +420,56 @@ class Orchestrator:
             raise UnknownTaskError(operation_id) from None
         return after
 
+    async def requeue(self, operation_id: str, reason: str = "operator") -> TaskRecord | None:
+        """Take the running attempt back from its worker and queue the task again.
+
+        A task being cancelled is settled instead, as an uncertain cancellation.
+        The worker's late result for the old attempt is then refused as stale
+        (FENCE-1).  Returns the new record, or ``None`` if no attempt was running.
+        """
+        self._require_ready()
+        record = await self.get(operation_id)
+        if not record.holds_attempt or record.attempt_token is None:
+            return None
+        return await self.dispatcher.take_back(operation_id, record.attempt_token, reason=reason)
+
+    def listen(self, listener: Callable[[TaskRecord | None, TaskRecord], None]) -> None:
+        """Call ``listener(before, after)`` after every ledger write (``before`` is ``None``
+        for a new task).  It runs on the event loop, inside the write: keep it short."""
+        self.book.listen(listener)
+
+    def unlisten(self, listener: Callable[[TaskRecord | None, TaskRecord], None]) -> None:
+        self.book.unlisten(listener)
+
     # -- workers, queues, drain ----------------------------------------------------
 
     def workers(self) -> list[dict[str, Any]]:
         now = self._clock()
         return [s.describe(now) for s in sorted(self.registry, key=lambda s: s.worker_id)]
+
+    def worker(self, worker_id: str) -> dict[str, Any] | None:
+        """One worker as ``GET /api/v1/workers`` lists it (still listed through its grace)."""
+        session = self.registry.get(worker_id)
+        return None if session is None else session.describe(self._clock())
+
+    async def shutdown_worker(self, worker_id: str, timeout_ms: int) -> bool:
+        """Ask one worker to finish (``shutdown``) and wait up to ``timeout_ms`` for it to
+        go; then close whatever is still open (SHUTDOWN-1).  Whether it was connected."""
+        session = self.registry.get(worker_id)
+        connection = None if session is None else session.connection
+        if session is None or connection is None:
+            return False
+        await connection.send(build.shutdown())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(connection.wait_closed(), timeout_ms / 1000)
+        if connection.closed:
+            return True
+        log.warning("worker did not finish in time; closing it", worker_id=worker_id)
+        if session.transport == "long-poll":
+            self.polls.end_session(worker_id)
+        else:
+            await connection.close(1001, "server shutting down")
+        return True
 
     def task_queues(self) -> list[dict[str, Any]]:
         backlog = self.backlog.counts()

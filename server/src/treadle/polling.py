@@ -42,7 +42,7 @@ from .dispatch import Dispatcher
 from .gateway import WorkerGateway, oversize_message
 from .metrics import Metrics
 from .registry import Registry, WorkerSession
-from .sessions import Ended, LongPollSession, SessionTable
+from .sessions import EndCode, Ended, LongPollSession, SessionTable
 
 __all__ = [
     "DEFAULT_POLL_TIMEOUT_MS",
@@ -493,15 +493,28 @@ class PollGateway:
         log.info("worker session closed", worker_id=session.session_id)
         return Reply(200, {"ok": True})
 
-    def _expire(self, session: LongPollSession) -> None:
-        self.sessions.end(session, "session_expired")
+    def _end(self, session: LongPollSession, code: EndCode) -> None:
+        self.sessions.end(session, code)
         session.channel.finish()
         log.info(
-            "worker session expired",
+            "worker session ended",
             worker_id=session.session_id,
+            code=code,
             in_flight=len(session.worker.in_flight),
         )
         self._gateway.retire(session.worker)
+
+    def end_session(self, worker_id: str, code: EndCode = "stale_session") -> bool:
+        """End the worker's open session from the server's side (its next request gets
+        ``code``; its attempts go back to the queue).  Whether one was open."""
+        session = self.sessions.lookup(worker_id)
+        if not isinstance(session, LongPollSession):
+            return False
+        self._end(session, code)
+        return True
+
+    def _expire(self, session: LongPollSession) -> None:
+        self._end(session, "session_expired")
 
     def expire_sessions(self) -> None:
         """End every session past its lease (called by the lease scan)."""

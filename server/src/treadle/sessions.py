@@ -27,7 +27,7 @@ from typing import Final, Literal
 from .channel import PollChannel
 from .registry import WorkerSession
 
-__all__ = ["TOKEN_HEADER", "Ended", "LongPollSession", "SessionTable", "owner_of"]
+__all__ = ["TOKEN_HEADER", "EndCode", "Ended", "LongPollSession", "SessionTable", "owner_of"]
 
 TOKEN_HEADER: Final = "Weft-Worker-Session-Token"
 MAX_TOMBSTONES: Final = 10_000

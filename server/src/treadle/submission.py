@@ -26,11 +26,20 @@ from treadle_protocol.jsonjs import canonical_json, is_json_value
 from .errors import ConfigError, InvalidTaskError
 from .retry import RetryPolicy
 
-__all__ = ["QUEUE_PATTERN", "TaskRequest", "parse_submission", "valid_queue"]
+__all__ = [
+    "MAX_BATCH",
+    "QUEUE_PATTERN",
+    "TaskRequest",
+    "parse_batch",
+    "parse_submission",
+    "valid_queue",
+]
 
 QUEUE_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]+")
 ACTIVITY_PATTERN: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\.[A-Za-z_][A-Za-z0-9_-]*")
 MAX_ID_LENGTH: Final = 512
+MAX_BATCH: Final = 1000
+"""Submissions in one batch request (API-9)."""
 _FIELDS: Final = frozenset(
     {
         "activityName",
@@ -184,3 +193,28 @@ def parse_submission(queue: str, body: object) -> TaskRequest:
         headers=headers,
         workflow_revision=_identifier(body, "workflowRevision"),
     )
+
+
+def parse_batch(queue: str, body: object) -> list[TaskRequest]:
+    """Validate a batch request ``{"tasks": [submitRequest, …]}`` (API-9).
+
+    A bad submission refuses the whole batch; the error's ``path`` is
+    ``/tasks/<index>/<member>``.
+    """
+    if not isinstance(body, dict):
+        raise InvalidTaskError("request body must be a JSON object", "")
+    for key in body:
+        if key != "tasks":
+            raise InvalidTaskError(f"{key} is not a known field", f"/{key}")
+    tasks = body.get("tasks")
+    if not isinstance(tasks, list) or not 1 <= len(tasks) <= MAX_BATCH:
+        raise InvalidTaskError(f"tasks must be an array of 1 to {MAX_BATCH} submissions", "/tasks")
+    requests = []
+    for index, task in enumerate(tasks):
+        try:
+            requests.append(parse_submission(queue, task))
+        except InvalidTaskError as exc:
+            if exc.path == "/queue":
+                raise
+            raise InvalidTaskError(exc.message, f"/tasks/{index}{exc.path}") from None
+    return requests

@@ -477,6 +477,18 @@ class TaskApiSubmitResponse(TypedDict):
     state: TaskStateValue
 
 
+class TaskApiBatchSubmitRequest(TypedDict):
+    """POST /api/v1/queues/{queue}/tasks/batch: up to 1000 submissions, accepted in one transaction (API-9)."""
+
+    tasks: list[TaskApiSubmitRequest]
+
+
+class TaskApiBatchSubmitResponse(TypedDict):
+    """201 (at least one created) or 200 (every one an idempotent resubmission); one entry per submission, in order."""
+
+    tasks: list[dict[str, JsonValue]]
+
+
 class TaskApiTaskDetail(TypedDict):
     """GET /api/v1/tasks/detail/{operationId}: the ledger record."""
 

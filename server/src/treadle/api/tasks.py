@@ -3,6 +3,7 @@
 | Method and path                                      | Scope         |
 |------------------------------------------------------|---------------|
 | ``POST /api/v1/queues/{queue}/tasks``                 | tasks:write   |
+| ``POST /api/v1/queues/{queue}/tasks/batch``           | tasks:write   |
 | ``GET  /api/v1/tasks/detail/{operationId}``           | tasks:read    |
 | ``GET  /api/v1/tasks/detail/{operationId}/result``    | tasks:read    |
 | ``POST /api/v1/tasks/detail/{operationId}/cancel``    | tasks:write   |
@@ -16,7 +17,7 @@ from aiohttp import web
 
 from ..errors import InvalidTaskError, TaskExistsError, UnknownTaskError
 from ..ledger import TaskRecord
-from ..submission import parse_submission
+from ..submission import parse_batch, parse_submission
 from .common import ORCHESTRATOR, error, json, read_json
 
 __all__ = ["ROUTES"]
@@ -38,6 +39,30 @@ async def submit(request: web.Request) -> web.Response:
     return json(
         {"operationId": record.operation_id, "state": record.state},
         201 if submission.created else 200,
+    )
+
+
+async def submit_batch(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    try:
+        tasks = parse_batch(request.match_info["queue"], body)
+        submissions = await request.app[ORCHESTRATOR].submit_requests(tasks)
+    except InvalidTaskError as exc:
+        return error(400, exc.message, exc.path)
+    except TaskExistsError as exc:
+        return error(409, str(exc), f"/tasks/{exc.index}/operationId")
+    return json(
+        {
+            "tasks": [
+                {
+                    "operationId": s.record.operation_id,
+                    "state": s.record.state,
+                    "created": s.created,
+                }
+                for s in submissions
+            ]
+        },
+        201 if any(s.created for s in submissions) else 200,
     )
 
 
@@ -113,6 +138,7 @@ async def cancel(request: web.Request) -> web.Response:
 
 ROUTES = [
     ("POST", "/v1/queues/{queue}/tasks", submit, "tasks:write"),
+    ("POST", "/v1/queues/{queue}/tasks/batch", submit_batch, "tasks:write"),
     ("GET", "/v1/tasks/detail/{operationId}", detail, "tasks:read"),
     ("GET", "/v1/tasks/detail/{operationId}/result", result, "tasks:read"),
     ("POST", "/v1/tasks/detail/{operationId}/cancel", cancel, "tasks:write"),

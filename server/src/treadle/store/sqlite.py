@@ -14,13 +14,13 @@ import asyncio
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
-from ..errors import StoreError
+from ..errors import StoreError, TaskExistsError
 from ..ledger import TaskRecord
 from .codec import decode_record, encode_record
 
@@ -43,6 +43,9 @@ CREATE INDEX IF NOT EXISTS tasks_live ON tasks (state)
     WHERE state != 'terminal' AND state != 'deadLettered';
 """
 
+_SWAP: Final = (
+    "UPDATE tasks SET state = ?, generation = ?, body = ? WHERE operation_id = ? AND generation = ?"
+)
 Op = Callable[[sqlite3.Connection], Any]
 
 
@@ -180,24 +183,79 @@ class SQLiteStore:
 
         return await self._submit(op)
 
+    async def insert_many(self, records: Sequence[TaskRecord]) -> list[TaskRecord | None]:
+        rows = [
+            (_key(r.operation_id), r.queue, r.state, r.generation, encode_record(r))
+            for r in records
+        ]
+
+        def op(conn: sqlite3.Connection) -> list[bytes | None] | int:
+            # a savepoint, so a conflict undoes this batch only, not the group commit around it
+            conn.execute("SAVEPOINT insert_many")
+            try:
+                outcome = insert_all(conn)
+            except BaseException:
+                conn.execute("ROLLBACK TO insert_many")
+                raise
+            finally:
+                conn.execute("RELEASE insert_many")
+            return outcome
+
+        def insert_all(conn: sqlite3.Connection) -> list[bytes | None] | int:
+            found: list[bytes | None] = []
+            for index, (row, record) in enumerate(zip(rows, records, strict=True)):
+                cursor = conn.execute(
+                    "INSERT OR IGNORE INTO tasks (operation_id, queue, state, generation, body) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    row,
+                )
+                if cursor.rowcount == 1:
+                    found.append(None)
+                    continue
+                body = bytes(
+                    conn.execute(
+                        "SELECT body FROM tasks WHERE operation_id = ?", (row[0],)
+                    ).fetchone()[0]
+                )
+                if decode_record(body).request_digest != record.request_digest:
+                    conn.execute("ROLLBACK TO insert_many")
+                    return index
+                found.append(body)
+            return found
+
+        outcome = await self._submit(op)
+        if isinstance(outcome, int):
+            raise TaskExistsError(records[outcome].operation_id, outcome)
+        return [None if body is None else decode_record(body) for body in outcome]
+
     async def swap(self, record: TaskRecord, expected_generation: int) -> bool:
         if record.generation != expected_generation + 1:
             raise ValueError("a swapped record's generation must be expected_generation + 1")
         body = encode_record(record)
 
+        row = (
+            record.state,
+            record.generation,
+            body,
+            _key(record.operation_id),
+            expected_generation,
+        )
+
         def op(conn: sqlite3.Connection) -> bool:
-            cursor = conn.execute(
-                "UPDATE tasks SET state = ?, generation = ?, body = ? "
-                "WHERE operation_id = ? AND generation = ?",
-                (
-                    record.state,
-                    record.generation,
-                    body,
-                    _key(record.operation_id),
-                    expected_generation,
-                ),
-            )
-            return cursor.rowcount == 1
+            return conn.execute(_SWAP, row).rowcount == 1
+
+        return await self._submit(op)
+
+    async def swap_many(self, swaps: Sequence[tuple[TaskRecord, int]]) -> list[bool]:
+        rows = []
+        for record, expected in swaps:
+            if record.generation != expected + 1:
+                raise ValueError("a swapped record's generation must be expected_generation + 1")
+            key = _key(record.operation_id)
+            rows.append((record.state, record.generation, encode_record(record), key, expected))
+
+        def op(conn: sqlite3.Connection) -> list[bool]:
+            return [conn.execute(_SWAP, row).rowcount == 1 for row in rows]
 
         return await self._submit(op)
 
