@@ -9,6 +9,7 @@
     python -m bench latency [--rate 1500 | --fraction 0.5] --seconds 10
     python -m bench connections --workers 10000 --heartbeat-ms 10000
     python -m bench longpoll --polls 1000
+    python -m bench render [--label TEXT]    # RESULTS.md again from bench/results.json
 
 Single scenarios print their figures and write files only when ``--json``/``--md`` say where.
 Any failure of the harness (a child that dies, a task that ends wrongly, a bound that passes)
@@ -75,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="scenario", required=True, metavar="SCENARIO")
     sub.add_parser("all", parents=[common], help="every scenario, full counts, writes RESULTS.md")
     sub.add_parser("smoke", parents=[common], help="every scenario and peer, tiny counts, 1 run")
+    render = sub.add_parser("render", help="rewrite the markdown from a results JSON file")
+    render.add_argument("--json", type=Path, default=RESULTS_JSON, help="(default: %(default)s)")
+    render.add_argument("--md", type=Path, default=RESULTS_MD, help="(default: %(default)s)")
+    render.add_argument("--label", help="replace the line shown at the top")
     burn = sub.add_parser("burndown", parents=[common], help="enqueue N no-op tasks, then drain")
     burn.add_argument("--tasks", type=int)
     burn.add_argument("--systems", type=_systems, help=f"comma-separated from {SYSTEMS}")
@@ -98,6 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     poll.add_argument("--idle-seconds", dest="longpoll_idle_s", type=float)
     poll.add_argument("--samples", dest="longpoll_samples", type=int)
     return parser
+
+
+def rerender(args: argparse.Namespace) -> int:
+    """``render``: the markdown again from the JSON (measurements untouched)."""
+    results = json.loads(args.json.read_text())
+    if args.label is not None:
+        results["meta"]["label"] = args.label
+        args.json.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    report.write(results, None, args.md)
+    print(f"bench: wrote {args.md} from {args.json}", file=sys.stderr)
+    return 0
 
 
 def plan_from(args: argparse.Namespace) -> Plan:
@@ -166,6 +182,8 @@ def check_smoke(results: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.scenario == "render":
+        return rerender(args)
     plan = plan_from(args)
     json_path, md_path = args.json, args.md
     if args.scenario == "all":

@@ -274,7 +274,7 @@ def markdown(results: dict[str, Any]) -> str:
         out += [f"## Burn-down: {tasks:,} no-op tasks enqueued, then one worker process", ""]
         out += [
             "Tasks/s from the worker's first task to the last result stored; "
-            "\"vs\" = Treadle's throughput ÷ the peer's.",
+            "\"vs\" = the row's throughput ÷ the peer's (above 1x the row is ahead).",
             "",
         ]
         out += _burndown(scen["burndown"])
@@ -283,7 +283,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"## Sequential round trip ({meta['plan']['roundtrip_samples']:,} samples a run)",
             "",
             'Milliseconds from submit to result read; "vs" = the peer\'s latency ÷ '
-            "Treadle's (above 1x Treadle is faster).",
+            "the row's (above 1x the row is faster).",
             "",
         ]
         out += _roundtrip(scen["roundtrip"])
