@@ -18,7 +18,7 @@ from .peers.arq_peer import arq_burndown, arq_roundtrip
 from .peers.celery_peer import celery_burndown, celery_roundtrip
 from .scenarios.common import Bench, Sdk
 from .scenarios.connections import connection_scale
-from .scenarios.latency import dispatch_latency
+from .scenarios.latency import dispatch_latency, pipeline_capacity
 from .scenarios.longpoll import long_poll_parking
 from .scenarios.throughput import treadle_burndown, treadle_roundtrip
 from .stats import spread
@@ -74,7 +74,6 @@ class Plan:
             tasks=200,
             roundtrip_samples=20,
             roundtrip_warmup=5,
-            latency_rate=200,
             latency_seconds=0.5,
             connection_workers=40,
             heartbeat_ms=100,
@@ -189,23 +188,22 @@ async def run_roundtrip(bench: Bench, plan: Plan) -> dict[str, Any]:
     return out
 
 
-async def capacity(bench: Bench, plan: Plan, results: dict[str, Any]) -> tuple[float, str]:
-    """The offered rate for the latency windows, and where it came from."""
+async def capacity(bench: Bench, plan: Plan) -> tuple[float, str, dict[str, Any] | None]:
+    """The offered rate for the latency windows, where it came from, and the measurement."""
     if plan.latency_rate is not None:
-        return plan.latency_rate, "given with --rate"
-    median = results.get("burndown", {}).get("treadle-go", {}).get("tasks_per_s", {}).get("median")
-    if median:
-        return plan.latency_fraction * median, (
-            f"{plan.latency_fraction:g} x the Go burn-down's median ({median} tasks/s) of this run"
-        )
-    tasks = min(plan.tasks, 5_000)
-    measured = await treadle_burndown(bench, "go", tasks)
-    rate = plan.latency_fraction * measured["tasks_per_s"]
-    say(f"  capacity: {measured['tasks_per_s']} tasks/s (a {tasks}-task Go burn-down)")
-    return rate, (
-        f"{plan.latency_fraction:g} x a {tasks}-task Go burn-down ({measured['tasks_per_s']} "
-        "tasks/s) measured for it"
+        return plan.latency_rate, "given with --rate", None
+    tasks = min(plan.tasks, 10_000)
+    measured = await pipeline_capacity(bench, tasks)
+    say(
+        f"  capacity: {measured['tasks_per_s']} tasks/s ({tasks} single submits from "
+        f"{measured['lanes']} closed-loop lanes, run by the Go worker)"
     )
+    source = (
+        f"{plan.latency_fraction:g} x the capacity of single submits run by the Go worker "
+        f"({measured['tasks_per_s']} tasks/s: {tasks} tasks, {measured['lanes']} closed-loop "
+        "lanes), measured in this invocation"
+    )
+    return plan.latency_fraction * measured["tasks_per_s"], source, measured
 
 
 def _latency_figures() -> dict[str, Callable[[dict[str, Any]], Any]]:
@@ -224,7 +222,7 @@ def _latency_figures() -> dict[str, Callable[[dict[str, Any]], Any]]:
 
 
 async def run_latency(bench: Bench, plan: Plan, results: dict[str, Any]) -> dict[str, Any]:
-    rate, source = await capacity(bench, plan, results)
+    rate, source, measured = await capacity(bench, plan)
     say(f"dispatch latency: open loop at {rate:.0f} tasks/s for {plan.latency_seconds} s")
     runs = await _repeat(
         plan,
@@ -233,7 +231,7 @@ async def run_latency(bench: Bench, plan: Plan, results: dict[str, Any]) -> dict
         "dispatch p99 {dispatch_ms.p99} ms, end-to-end p99 {end_to_end_ms.p99} ms",
     )
     summary = summarise(runs, _latency_figures())
-    summary |= {"rate_per_s": round(rate, 1), "rate_source": source}
+    summary |= {"rate_per_s": round(rate, 1), "rate_source": source, "capacity": measured}
     return summary
 
 
@@ -242,7 +240,7 @@ async def run_connections(bench: Bench, plan: Plan, results: dict[str, Any]) -> 
     if "rate_per_s" in latency:
         rate, source = latency["rate_per_s"], latency["rate_source"]
     else:
-        rate, source = await capacity(bench, plan, results)
+        rate, source, _ = await capacity(bench, plan)
     say(
         f"connections: {plan.connection_workers} idle workers, heartbeat every "
         f"{plan.heartbeat_ms:g} ms, then open loop at {rate:.0f} tasks/s"

@@ -21,8 +21,13 @@ Per window it reports:
   around the window: the share within 2 ms and p50/p99 interpolated inside buckets.  ``None``
   when the server does not export the histogram.
 
-The offered rate is ``fraction`` (0.5) x the capacity measured by the Go burn-down in the same
-invocation, or ``--rate``.
+The offered rate is ``fraction`` (0.5) x the capacity of this same workload, measured just
+before by :func:`pipeline_capacity` (or ``--rate``): tasks submitted one request each, as in
+the open loop, from 64 lanes that each send the next task as soon as the last is answered
+(closed loop, saturating), with the Go worker running them; capacity = tasks / (first send ->
+the last task ended in the ledger).  The burn-down figure is not used: its tasks are enqueued
+in batches beforehand, so it leaves out the cost of a submission, which every open-loop task
+pays.
 """
 
 from __future__ import annotations
@@ -38,7 +43,13 @@ from ..stats import fraction_within, histogram_quantile, latency_summary
 from ..taskapi import DISPATCH_HISTOGRAM, TaskApi, noop_body
 from .common import Bench
 
-__all__ = ["DISPATCH_TARGET_MS", "dispatch_latency", "measure_window", "open_loop"]
+__all__ = [
+    "DISPATCH_TARGET_MS",
+    "dispatch_latency",
+    "measure_window",
+    "open_loop",
+    "pipeline_capacity",
+]
 
 DISPATCH_TARGET_MS: Final = 2.0
 MAX_IN_FLIGHT: Final = 1_024
@@ -46,6 +57,7 @@ MAX_IN_FLIGHT: Final = 1_024
 START_AHEAD_S: Final = 0.05
 DRAIN_TIMEOUT_S: Final = 60.0
 WARMUP_S: Final = 0.5
+CAPACITY_LANES: Final = 64
 
 
 async def open_loop(api: TaskApi, rate: float, seconds: float, prefix: str) -> dict[str, Any]:
@@ -150,3 +162,30 @@ async def dispatch_latency(bench: Bench, rate: float, seconds: float) -> dict[st
         worker = await bench.worker(stack, "go", orchestrator.url, "bench-go-latency")
         await measure_window(bench, api, worker, rate, min(WARMUP_S, seconds), "warm")
         return await measure_window(bench, api, worker, rate, seconds, "lat")
+
+
+async def pipeline_capacity(bench: Bench, tasks: int) -> dict[str, Any]:
+    """Tasks/s of single submissions run by the Go worker, saturated by 64 closed-loop lanes."""
+    async with contextlib.AsyncExitStack() as stack:
+        orchestrator = await bench.orchestrator(stack)
+        api = TaskApi(bench.http, orchestrator.url)
+        await bench.worker(stack, "go", orchestrator.url, "bench-go-capacity")
+        numbers = iter(range(tasks))
+
+        async def lane() -> None:
+            for i in numbers:
+                await api.submit(noop_body(f"cap-{i}", i))
+
+        began = time.perf_counter()
+        async with asyncio.TaskGroup() as group:
+            for _ in range(CAPACITY_LANES):
+                group.create_task(lane())
+        submitted = time.perf_counter() - began
+        await api.until_terminal(tasks, DRAIN_TIMEOUT_S + tasks / 20)
+        elapsed = time.perf_counter() - began
+    return {
+        "tasks": tasks,
+        "lanes": CAPACITY_LANES,
+        "tasks_per_s": round(tasks / elapsed, 1),
+        "submits_per_s": round(tasks / submitted, 1),
+    }
