@@ -61,7 +61,7 @@ bench-setup: install ## benchmark prerequisites: redis-server (Debian package) a
 	UV_PROJECT_ENVIRONMENT=$(CURDIR)/$(BENCH_CELERY)/.venv $(UV) sync --locked \
 	  --project $(BENCH_CELERY) --python $(PYTHON) --quiet
 
-bench: bench-setup ## full benchmarks, 3 runs (~20 min): writes bench/RESULTS.md, bench/results.json
+bench: bench-setup ## full benchmarks, 3 runs (~30 min): writes bench/RESULTS.md, bench/results.json
 	$(PY) -m bench all $(ARGS)
 
 bench-smoke: bench-setup ## every benchmark scenario and peer, tiny counts, 1 run (part of `test`)
