@@ -15,10 +15,10 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install run gen check-gen lint format vectors go test clean
+.PHONY: help install run gen check-gen lint format vectors go bench-setup bench bench-smoke test clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -52,7 +52,22 @@ vectors: install ## check protocol/vectors against their schema and the referenc
 go: ## the Go SDK: go vet and go test -race (in sdk-go)
 	cd sdk-go && go vet ./... && go test -race -count=1 ./...
 
-test: install check-gen lint vectors go ## everything: generated code, lint, vectors, all tests
+BENCH_CELERY := bench/peers/celery
+
+bench-setup: install ## benchmark prerequisites: redis-server (Debian package) and Celery's own venv
+	@command -v redis-server >/dev/null || { \
+	  echo "bench-setup: installing redis-server (apt-get; needs root)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/$(BENCH_CELERY)/.venv $(UV) sync --locked \
+	  --project $(BENCH_CELERY) --python $(PYTHON) --quiet
+
+bench: bench-setup ## full benchmarks, 3 runs (~30 min): writes bench/RESULTS.md, bench/results.json
+	$(PY) -m bench all $(ARGS)
+
+bench-smoke: bench-setup ## every benchmark scenario and peer, tiny counts, 1 run (part of `test`)
+	$(PY) -m bench smoke > /dev/null
+
+test: install check-gen lint vectors go bench-smoke ## everything: generated code, lint, vectors, all tests
 	$(VENV)/bin/pytest
 
 clean: ## remove the environments and caches

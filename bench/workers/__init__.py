@@ -1,0 +1,3 @@
+"""Benchmark workers, run as processes (the Go one is sdk-go/examples/bench-worker)."""
+
+__all__: list[str] = []
