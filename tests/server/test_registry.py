@@ -165,6 +165,36 @@ def test_deployment_conflict_is_a_different_artifact_for_the_same_build() -> Non
     assert not registry.deployment_conflict(parsed(artifact="sha256:two"), "w1")
 
 
+def test_the_deployment_index_follows_removal_and_resume() -> None:
+    registry = Registry()
+    first = add(registry, "w1", doc=parsed(artifact="sha256:one"))
+    add(registry, "w2", doc=parsed(artifact="sha256:one"))
+    registry.remove(first)
+    assert registry.deployment_conflict(parsed(artifact="sha256:two"), "w3")  # w2 still has one
+    registry.remove(registry.get("w2"))  # type: ignore[arg-type]
+    assert not registry.deployment_conflict(parsed(artifact="sha256:two"), "w3")
+    moved = add(registry, "w4", doc=parsed(artifact="sha256:two"))
+    registry.detach(moved)
+    registry.resume(
+        moved, FakeConnection(), concurrency=2, manifest=parsed(artifact="sha256:three"), now=T0
+    )
+    assert not registry.deployment_conflict(parsed(artifact="sha256:three"), "w5")
+    assert registry.deployment_conflict(parsed(artifact="sha256:two"), "w5")
+
+
+def test_routing_follows_activities_changed_on_resume() -> None:
+    registry = Registry()
+    session = add(registry, "w1", doc=parsed({"billing": ["charge"]}))
+    for n in range(50):  # workers for other activities are never routing candidates
+        add(registry, f"other-{n}", doc=parsed({"mail": ["send"]}))
+    registry.detach(session)
+    registry.resume(
+        session, FakeConnection(), concurrency=2, manifest=parsed({"wf": ["echo"]}), now=T0
+    )
+    assert registry.select("default", "billing.charge") is None
+    assert registry.select("default", "wf.echo") is session
+
+
 def test_release_checks_the_token_and_frees_the_slot() -> None:
     registry = Registry()
     session = add(registry, "w1", concurrency=1)

@@ -14,6 +14,7 @@ does the I/O and tells the registry what happened.
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
@@ -140,6 +141,10 @@ class Registry:
         self._policy: RoutingPolicy = policy
         self._sessions: dict[str, WorkerSession] = {}
         self._by_queue: dict[str, dict[str, WorkerSession]] = {}
+        self._by_activity: dict[tuple[str, str], dict[str, WorkerSession]] = {}
+        """Sessions by (queue, activity): dispatch looks only at those that could take it."""
+        self._artifacts: dict[tuple[str, str], Counter[str]] = {}
+        """Tracked sessions per deployment (name, buildId), by artifact digest."""
         self._cursors: dict[tuple[str, str], itertools.count[int]] = {}
         self._drained_deployments: set[str] = set()
         self._holders: dict[str, WorkerSession] = {}
@@ -191,15 +196,45 @@ class Registry:
     def deployment_conflict(self, manifest: ParsedManifest, worker_id: str) -> bool:
         """Another tracked session has this (name, buildId) with a different artifact digest."""
         name, build_id, artifact = manifest.deployment
-        for session in self._sessions.values():
-            if session.worker_id == worker_id:
+        counts = self._artifacts.get((name, build_id))
+        if not counts:
+            return False
+        own = self._sessions.get(worker_id)
+        own_deployment = None if own is None or own.manifest is None else own.manifest.deployment
+        for other, tracked in counts.items():
+            if other == artifact:
                 continue
-            if session.manifest is None:
-                continue
-            other_name, other_build, other_artifact = session.manifest.deployment
-            if (other_name, other_build) == (name, build_id) and other_artifact != artifact:
+            if own_deployment == (name, build_id, other):
+                tracked -= 1  # the worker's own earlier registration is not a conflict
+            if tracked > 0:
                 return True
         return False
+
+    def _index(self, session: WorkerSession) -> None:
+        for activity in session.activities:
+            key = (session.queue, activity)
+            self._by_activity.setdefault(key, {})[session.worker_id] = session
+        if session.manifest is not None:
+            name, build_id, artifact = session.manifest.deployment
+            self._artifacts.setdefault((name, build_id), Counter())[artifact] += 1
+
+    def _unindex_session(self, session: WorkerSession) -> None:
+        for activity in session.activities:
+            key = (session.queue, activity)
+            index = self._by_activity.get(key)
+            if index is not None and index.get(session.worker_id) is session:
+                del index[session.worker_id]
+                if not index:
+                    del self._by_activity[key]
+        if session.manifest is not None:
+            name, build_id, artifact = session.manifest.deployment
+            counts = self._artifacts.get((name, build_id))
+            if counts is not None:
+                counts[artifact] -= 1
+                if counts[artifact] <= 0:
+                    del counts[artifact]
+                if not counts:
+                    del self._artifacts[(name, build_id)]
 
     def add(
         self,
@@ -244,6 +279,7 @@ class Registry:
         )
         self._sessions[worker_id] = session
         self._by_queue.setdefault(queue, {})[worker_id] = session
+        self._index(session)
         self._bind(session, connection)
         for operation_id in kept:
             self._holders[operation_id] = session
@@ -265,8 +301,10 @@ class Registry:
         until they drain below it).
         """
         session.concurrency = concurrency
+        self._unindex_session(session)
         session.manifest = manifest
         session.activities = frozenset(manifest.activity_names)
+        self._index(session)
         session.last_heartbeat = now
         self._bind(session, connection)
 
@@ -294,6 +332,7 @@ class Registry:
 
     def _forget(self, session: WorkerSession) -> None:
         del self._sessions[session.worker_id]
+        self._unindex_session(session)
         self._unbind(session)
         for operation_id in session.in_flight:
             if self._holders.get(operation_id) is session:
@@ -338,7 +377,8 @@ class Registry:
         fraction of capacity in use.  When no registered worker (WebSocket or
         long-poll session) can take it, the longest-parked queue-scoped poll does.
         """
-        candidates = [s for s in self.on_queue(queue) if activity in s.activities and s.routable()]
+        able = self._by_activity.get((queue, activity), {})
+        candidates = [s for s in able.values() if s.routable()]
         if not candidates:
             return self._next_poller(queue, activity)
         if self._policy == "round-robin":
