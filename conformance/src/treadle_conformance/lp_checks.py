@@ -13,14 +13,14 @@ a claim for ``conformance.unknown`` (the dispatcher never routes an activity a
 worker does not advertise) and answers that operation's result itself; the
 result must be ``failed`` ``Unknown activity: conformance.unknown``.
 
-``proven resume`` (SDK-12, LP-6, SDK-5): while the worker runs an attempt, the
-tap answers every call on its session ``409 stale_session``, as a server that
-forgot the session would (SESS-5), while the orchestrator still holds the
-attempt under its token.  The worker must open a new session, keep running
-the attempt, and deliver its result naming the session that claimed it and
-the same token (through the queue-scoped endpoint, SDK-12) — the long-poll
-proof that it is the attempt's holder; the attempt must complete as attempt 1
-by that token.
+``proven resume`` (SDK-12, LP-6, SDK-5): once the worker has received the claim
+of an attempt and runs it, the tap answers every call on its session
+``409 stale_session``, as a server that forgot the session would (SESS-5),
+while the orchestrator still holds the attempt under its token.  The worker
+must open a new session, keep running the attempt, and deliver its result
+naming the session that claimed it and the same token (through the
+queue-scoped endpoint, SDK-12) — the long-poll proof that it is the attempt's
+holder; the attempt must complete as attempt 1 by that token.
 
 ``wire schema`` (SESS-1, SESS-4, PARSE-11): every request body the worker sent
 validates against its ``$defs`` in ``protocol/schema/v8/worker-sessions.json``
@@ -106,6 +106,14 @@ async def _proven_resume(ctx: Context) -> str:
     await ctx.stage.submit(op, "conformance.sleep", {"milliseconds": 1000})
     leased = await ctx.wait_leased(op)
     token, opened = leased.attempt_token, len(tap.sessions)
+
+    def claimed() -> bool:  # the claim is on its way to the worker once the ledger says leased
+        return any(
+            e.kind == "poll" and not e.by_tap and e.status == 200 and _claim_of(e) == (op, token)
+            for e in tap.exchanges
+        )
+
+    await wait_for(claimed, ctx.timeout_ms, f"the worker to receive its claim of {op}")
     if leased.worker_id is None or tap.end_session(leased.worker_id) is None:
         raise HarnessError(f"{op} was not leased to a worker session")
     await wait_for(
@@ -130,6 +138,11 @@ async def _proven_resume(ctx: Context) -> str:
             f"{op} was not completed by the attempt it held (attempt {record.attempt})"
         )
     return "opened a new session and completed the attempt the ended session held"
+
+
+def _claim_of(exchange: Exchange) -> tuple[object, object]:
+    answer = exchange.answer if isinstance(exchange.answer, dict) else {}
+    return answer.get("operationId"), answer.get("attemptToken")
 
 
 def _brief(exchange: Exchange, *, server: bool = False) -> str:
