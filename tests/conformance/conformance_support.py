@@ -12,13 +12,16 @@ of a run's CPU time is its workers starting up).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import sys
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+import pytest
 
 from treadle_conformance import Check, RunOptions, format_report
 from treadle_conformance import run as run_conformance
@@ -85,14 +88,14 @@ Outcome = list[Check] | BaseException
 async def run_all(
     runs: Mapping[str, Run | Awaitable[Run]], parallel: int = PARALLEL
 ) -> dict[str, Outcome]:
-    """Every run's checks (or why it has none), at most ``parallel`` runs at a time, in the
-    order given (put the longest first).  A run given as an awaitable (a build to wait for)
-    takes its turn once it is ready."""
+    """Every run's checks (or why it has none), at most ``parallel`` runs at a time, started
+    in the order given (put the longest first).  A run given as an awaitable (one waiting for
+    a build) is awaited when its turn comes."""
     limit = asyncio.Semaphore(parallel)
 
     async def one(pending: Run | Awaitable[Run]) -> list[Check]:
-        run = pending if isinstance(pending, Run) else await pending
         async with limit:
+            run = pending if isinstance(pending, Run) else await pending
             return await run_report(run)
 
     outcomes = await asyncio.gather(*(one(run) for run in runs.values()), return_exceptions=True)
@@ -134,6 +137,21 @@ async def build_go_worker(binary: Path) -> Path:
     if process.returncode != 0:
         raise RunFailed(f"go build failed:\n{out.decode(errors='replace')}")
     return binary
+
+
+@contextlib.contextmanager
+def shared_bytecode(cache: Path) -> Iterator[None]:
+    """Let the Python workers started meanwhile share compiled bytecode in ``cache``.
+
+    Where ``PYTHONDONTWRITEBYTECODE`` is set and the environment holds no ``.pyc`` files,
+    every worker process compiles every module it imports (aiohttp alone is half a second
+    of CPU); the ~150 worker processes of these tests would otherwise spend more CPU on
+    that than on anything else.  The cache lives outside the source tree.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+        patch.setenv("PYTHONPYCACHEPREFIX", str(cache))
+        yield
 
 
 def masked(text: str) -> str:

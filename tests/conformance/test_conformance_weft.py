@@ -20,6 +20,7 @@ from conformance_support import (
     fixture,
     masked,
     run_all,
+    shared_bytecode,
     text_of,
 )
 
@@ -45,8 +46,9 @@ RUNS = {
 
 
 @pytest.fixture(scope="module")
-def reports() -> dict[str, Outcome]:
-    return asyncio.run(run_all(RUNS))
+def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
+    with shared_bytecode(tmp_path_factory.getbasetemp() / "pycache"):
+        return asyncio.run(run_all(RUNS))
 
 
 def passes(worker_id: str) -> str:
