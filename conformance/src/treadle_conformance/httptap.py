@@ -49,6 +49,7 @@ __all__ = ["STALE_SESSION", "Exchange", "HttpTap"]
 STALE_SESSION: Final = (409, {"error": "Stale worker session", "code": "stale_session"})
 """SESS-5: what the orchestrator answers a call on a session that was replaced or closed."""
 
+_BAD_GATEWAY: Final = (502, {"error": "Bad Gateway"})
 _HOP_BY_HOP: Final = frozenset(
     {
         "connection",
@@ -248,7 +249,10 @@ class HttpTap:
             return self._answer(exchange, *fabricated)
         if exchange.kind == "poll":
             return await self._poll(request, exchange)
-        status, headers, raw = await self._forward(request, body)
+        try:
+            status, headers, raw = await self._forward(request, body)
+        except (aiohttp.ClientError, OSError):
+            return self._answer(exchange, *_BAD_GATEWAY)
         return self._relay(request, exchange, status, headers, raw)
 
     async def _poll(self, request: web.Request, exchange: Exchange) -> web.StreamResponse:
@@ -273,8 +277,8 @@ class HttpTap:
             if parked.interrupt.done():
                 self._give_back(parked.interrupt.result())
             return self._relay(request, exchange, *upstream.result())
-        if not parked.interrupt.done():
-            raise web.HTTPBadGateway()
+        if not parked.interrupt.done():  # the server could not be reached
+            return self._answer(exchange, *_BAD_GATEWAY)
         return self._answer(exchange, *parked.interrupt.result())
 
     def _give_back(self, interrupt: tuple[int, Mapping[str, Any]]) -> None:
