@@ -163,6 +163,10 @@ class Stage:
     async def __aexit__(self, *exc_info: object) -> None:
         for worker in self.workers:
             await worker.stop()
+        # A stopped worker's socket closes, but its session would wait out its lease and make
+        # the orchestrator's drain wait for the attempts it holds: end it, as expiry would.
+        for worker_id in self.worker_ids():
+            self.orchestrator.polls.end_session(worker_id, "session_expired")
         await stop(self.runner)
 
     def _on_write(self, before: TaskRecord | None, after: TaskRecord) -> None:

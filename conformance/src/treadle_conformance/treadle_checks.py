@@ -1,35 +1,39 @@
 """Treadle's own checks (profile ``full``), each citing the protocol rules it tests.
 
-Each check runs on a fresh orchestrator (reconnect grace 5000 ms, the
-maximum, so a worker that reconnects at once can prove its resume) and a fresh
-worker process.  Over WebSocket the worker reaches the orchestrator through a
-:class:`~treadle_conformance.tap.Tap`, which records every frame and can lose a
-frame, drop the socket or inject a frame.  The last check validates every
-frame the worker sent, in all the checks, against ``protocol/schema/v8``.
+Each check runs on a fresh orchestrator (reconnect grace and session lease 5000 ms,
+the maximum grace, so a worker that comes back at once can prove its resume)
+and a fresh worker process, which reaches the orchestrator through a tap that
+records everything it sends and can act on the traffic: over WebSocket a
+:class:`~treadle_conformance.tap.Tap` (lose a frame, drop the socket, inject a
+frame), over ``--transport longpoll`` an HTTP
+:class:`~treadle_conformance.httptap.HttpTap` (lose an answer, answer a poll
+with a fabricated claim, say the session is gone).  The last check validates
+everything the worker sent, in all the checks, against ``protocol/schema/v8``.
+
+``activity heartbeats``, ``heartbeat details``, ``cancel reason`` and
+``concurrency`` are the same over both transports (here).  ``idempotent
+resend``, ``unknown activity``, ``proven resume`` and ``wire schema`` act on
+the tap, so they have a form per transport, with the rules that transport's
+version of the behaviour is specified by: :mod:`.ws_checks` and
+:mod:`.lp_checks`.  Both transports report the same eight checks.
 
 A check that times out waiting for the worker fails with the worker at fault.
 Anything else that goes wrong is the harness's own failure and is reported
 as a separate ``harness`` check, so it is never mistaken for the worker's.
-
-Over ``--transport longpoll`` there is no socket to tap: the checks that need
-one (``idempotent resend``, ``unknown activity``, ``proven resume``,
-``wire schema``) are not run there yet (``conformance/README.md``).
 """
 
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
-
-from jsonschema.exceptions import best_match
+from typing import TYPE_CHECKING, Final
 
 from treadle.ledger import TaskRecord
-from treadle_protocol.schema import message_validator
 
+from . import lp_checks, ws_checks
+from .checking import GRACE_MS, Context, Form, TreadleCheck
 from .harness import QUEUE, HarnessError, Stage, wait_for
+from .httptap import Exchange, HttpTap
 from .report import Check
 from .tap import Tap
 
@@ -38,112 +42,10 @@ if TYPE_CHECKING:
 
 __all__ = ["CHECKS", "TreadleCheck", "run_treadle_checks"]
 
-GRACE_MS: Final = 5000
 HEARTBEAT_VT_MS: Final = 1500
 HEARTBEAT_SLEEP_MS: Final = 3 * HEARTBEAT_VT_MS + 300
 CANCEL_REASON: Final = "treadle conformance: cancelled with a reason"
 DETAILS: Final = {"progress": 42, "note": "from attempt 1"}
-
-
-@dataclass
-class Context:
-    """One check's orchestrator, tap and registered worker."""
-
-    stage: Stage
-    tap: Tap | None
-    worker_id: str
-    timeout_ms: int
-
-    def tapped(self) -> Tap:
-        assert self.tap is not None
-        return self.tap
-
-    async def record(self, operation_id: str) -> TaskRecord:
-        record = await self.stage.record(operation_id)
-        if record is None:
-            raise HarnessError(f"{operation_id} is not in the ledger")
-        return record
-
-    async def wait_terminal(self, operation_id: str, timeout_ms: int | None = None) -> TaskRecord:
-        async def ended() -> bool:
-            record = await self.stage.record(operation_id)
-            return record is not None and record.is_terminal
-
-        await wait_for(ended, timeout_ms or self.timeout_ms, f"{operation_id} to end")
-        return await self.record(operation_id)
-
-    async def wait_leased(self, operation_id: str) -> TaskRecord:
-        async def leased() -> bool:
-            record = await self.stage.record(operation_id)
-            return record is not None and record.state == "leased"
-
-        await wait_for(leased, self.timeout_ms, f"{operation_id} to be leased")
-        return await self.record(operation_id)
-
-
-CheckBody = Callable[[Context], Awaitable[str]]
-
-
-@dataclass(frozen=True)
-class TreadleCheck:
-    """A named check, the rules it tests, and its body (returns the PASS message)."""
-
-    name: str
-    rules: tuple[str, ...]
-    body: CheckBody
-    needs_tap: bool = False
-
-
-async def _idempotent_resend(ctx: Context) -> str:
-    tap, op = ctx.tapped(), "treadle-lost-ack"
-    lost: list[dict[str, Any]] = []
-
-    def lose(frame: dict[str, Any]) -> bool:
-        if not lost and frame.get("type") == "taskResultAck" and frame.get("operationId") == op:
-            lost.append(frame)
-            return True
-        return False
-
-    tap.drop_frame = lose
-    await ctx.stage.submit(op, "conformance.echo", {"lost": "ack"})
-    await wait_for(lambda: bool(lost), ctx.timeout_ms, f"{op} to be acknowledged")
-    await tap.drop()
-
-    def acked() -> bool:
-        return any(f.get("operationId") == op for f in tap.server_frames_of("taskResultAck"))
-
-    await wait_for(acked, ctx.timeout_ms, f"{op} to be resent after its acknowledgement was lost")
-    ack = next(f for f in tap.server_frames_of("taskResultAck") if f.get("operationId") == op)
-    if ack.get("disposition") != "duplicate":
-        raise HarnessError(f"the resend of {op} was acknowledged {ack.get('disposition')!r}")
-    return "result resent after a lost ack and acknowledged duplicate"
-
-
-async def _unknown_activity(ctx: Context) -> str:
-    tap, op = ctx.tapped(), "treadle-unknown-activity"
-    await wait_for(lambda: bool(tap.server_frames_of("registerAck")), ctx.timeout_ms, "registerAck")
-    frame = {
-        "type": "task",
-        "operationId": op,
-        "activityName": "conformance.unknown",
-        "input": None,
-        "attempt": 1,
-        "attemptToken": str(uuid.uuid4()),
-        "visibilityTimeout": max(500, ctx.timeout_ms),
-    }
-    if not await tap.inject(frame):
-        raise HarnessError("the worker's socket closed before the task could be injected")
-
-    def answered() -> bool:
-        return any(f.get("operationId") == op for f in tap.frames_of("taskResult"))
-
-    await wait_for(answered, ctx.timeout_ms, f"a taskResult for {op}")
-    result = next(f for f in tap.frames_of("taskResult") if f.get("operationId") == op)
-    expected = "Unknown activity: conformance.unknown"
-    if result.get("status") != "failed" or result.get("error") != expected:
-        got = {k: result.get(k) for k in ("status", "error")}
-        raise HarnessError(f"expected failed {expected!r}, got {json.dumps(got)}")
-    return f"answered failed {expected!r}"
 
 
 async def _activity_heartbeats(ctx: Context) -> str:
@@ -214,30 +116,6 @@ async def _cancel_reason(ctx: Context) -> str:
     return "the cancelled result carried the cancel's reason"
 
 
-async def _proven_resume(ctx: Context) -> str:
-    tap, op = ctx.tapped(), "treadle-proven-resume"
-    await wait_for(lambda: bool(tap.server_frames_of("registerAck")), ctx.timeout_ms, "registerAck")
-    generation = tap.server_frames_of("registerAck")[0].get("sessionGeneration")
-    await ctx.stage.submit(op, "conformance.sleep", {"milliseconds": 1000})
-    leased = await ctx.wait_leased(op)
-    await tap.drop()
-    await wait_for(
-        lambda: len(tap.frames_of("register")) > 1, ctx.timeout_ms, "the worker to register again"
-    )
-    again = tap.frames_of("register")[1]
-    if again.get("resumeSessionGeneration") != generation:
-        raise HarnessError(
-            f"re-registered with resumeSessionGeneration "
-            f"{json.dumps(again.get('resumeSessionGeneration'))}, expected {generation}"
-        )
-    record = await ctx.wait_terminal(op)
-    if record.attempt != 1 or record.result_token != leased.attempt_token:
-        raise HarnessError(
-            f"{op} was not completed by the attempt it held (attempt {record.attempt})"
-        )
-    return f"resumed session generation {generation} and completed the attempt it held"
-
-
 async def _concurrency(ctx: Context) -> str:
     worker = ctx.stage.worker(ctx.worker_id)
     if worker is None:
@@ -271,15 +149,13 @@ async def _concurrency(ctx: Context) -> str:
 
 
 CHECKS: Final = (
-    TreadleCheck(
-        "idempotent resend", ("RESULT-7", "OUTBOX-1", "OUTBOX-3"), _idempotent_resend, True
-    ),
-    TreadleCheck("unknown activity", ("DISPATCH-8", "SDK-7"), _unknown_activity, True),
-    TreadleCheck("activity heartbeats", ("HB-2", "LEASE-3"), _activity_heartbeats),
-    TreadleCheck("heartbeat details", ("HB-3", "SDK-10"), _heartbeat_details),
-    TreadleCheck("cancel reason", ("CANCEL-2", "CANCEL-4", "SDK-9"), _cancel_reason),
-    TreadleCheck("proven resume", ("RESUME-1", "GEN-6", "SDK-5"), _proven_resume, True),
-    TreadleCheck("concurrency", ("DISPATCH-2", "REG-7"), _concurrency),
+    TreadleCheck("idempotent resend", ws_checks.IDEMPOTENT_RESEND, lp_checks.IDEMPOTENT_RESEND),
+    TreadleCheck("unknown activity", ws_checks.UNKNOWN_ACTIVITY, lp_checks.UNKNOWN_ACTIVITY),
+    TreadleCheck("activity heartbeats", Form(("HB-2", "LEASE-3"), _activity_heartbeats)),
+    TreadleCheck("heartbeat details", Form(("HB-3", "SDK-10"), _heartbeat_details)),
+    TreadleCheck("cancel reason", Form(("CANCEL-2", "CANCEL-4", "SDK-9"), _cancel_reason)),
+    TreadleCheck("proven resume", ws_checks.PROVEN_RESUME, lp_checks.PROVEN_RESUME),
+    TreadleCheck("concurrency", Form(("DISPATCH-2", "REG-7"), _concurrency)),
 )
 
 
@@ -287,39 +163,45 @@ CHECKS: Final = (
 class _Run:
     options: RunOptions
     frames: list[str] = field(default_factory=list)
+    exchanges: list[Exchange] = field(default_factory=list)
     harness_errors: list[str] = field(default_factory=list)
 
 
 async def _one(run: _Run, check: TreadleCheck) -> Check:
     options = run.options
-    cite = f" ({', '.join(check.rules)})"
+    form = check.form(options.transport)
+    cite = f" ({', '.join(form.rules)})"
     stage = Stage(
         timeout_ms=options.timeout_ms,
         transport=options.transport,
         grace_ms=GRACE_MS,
+        session_lease_ms=GRACE_MS,
         show_output=options.show_output,
     )
-    tap: Tap | None = None
     try:
         async with stage:
-            if options.transport == "websocket":
-                tap = Tap(f"ws://127.0.0.1:{stage.port}")
-                await tap.__aenter__()
+            tap: Tap | HttpTap = (
+                Tap(f"ws://127.0.0.1:{stage.port}")
+                if options.transport == "websocket"
+                else HttpTap(stage.base_url)
+            )
+            async with tap:
                 stage.stream_url_override = f"{tap.url_base}/v1/tasks/{QUEUE}/stream"
-            try:
-                await stage.start_worker(options.command)
-                await wait_for(
-                    lambda: bool(stage.worker_ids()), options.timeout_ms, "worker register"
-                )
-                context = Context(stage, tap, stage.worker_ids()[0], options.timeout_ms)
-                message = await check.body(context)
-                return Check(check.name, True, message + cite)
-            finally:
-                for worker in stage.workers:
-                    await worker.stop()
-                if tap is not None:
-                    run.frames.extend(tap.worker_frames)
-                    await tap.__aexit__(None, None, None)
+                try:
+                    await stage.start_worker(options.command)
+                    await wait_for(
+                        lambda: bool(stage.worker_ids()), options.timeout_ms, "worker register"
+                    )
+                    context = Context(stage, tap, stage.worker_ids()[0], options.timeout_ms)
+                    message = await form.body(context)
+                    return Check(check.name, True, message + cite)
+                finally:
+                    for worker in stage.workers:
+                        await worker.stop()
+                    if isinstance(tap, Tap):
+                        run.frames.extend(tap.worker_frames)
+                    else:
+                        run.exchanges.extend(tap.exchanges)
     except HarnessError as exc:
         return Check(check.name, False, str(exc) + cite)
     except Exception as exc:
@@ -327,45 +209,17 @@ async def _one(run: _Run, check: TreadleCheck) -> Check:
         return Check(check.name, False, "not judged: the harness failed (see the harness check)")
 
 
-def _schema_check(frames: list[str]) -> Check:
-    cite = " (FRAME-1, PARSE-11, protocol/schema/v8)"
-    validator = message_validator()
-    worker_types = ("register", "heartbeat", "activityHeartbeat", "taskResult")
-    by_type = {kind: message_validator(kind) for kind in worker_types}
-    bad: list[str] = []
-    for text in frames:
-        try:
-            frame = json.loads(text)
-        except ValueError:
-            bad.append(f"not JSON: {text[:80]!r}")
-            continue
-        kind = frame.get("type") if isinstance(frame, dict) else None
-        chosen = by_type.get(kind, validator) if isinstance(kind, str) else validator
-        error = best_match(chosen.iter_errors(frame))
-        if error is not None:
-            where = "/".join(str(p) for p in error.absolute_path) or "(frame)"
-            bad.append(f"{kind} at {where}: {error.message}")
-    if not frames:
-        return Check("wire schema", False, "the worker sent no frames" + cite)
-    if bad:
-        return Check(
-            "wire schema",
-            False,
-            f"{len(bad)} of {len(frames)} frames invalid; first: {bad[0]}{cite}",
-        )
-    return Check("wire schema", True, f"all {len(frames)} frames valid{cite}")
-
-
 async def run_treadle_checks(options: RunOptions) -> list[Check]:
     """Treadle's checks, the wire-schema check, then any harness failure."""
     run = _Run(options)
-    tapped = options.transport == "websocket"
-    checks = [await _one(run, check) for check in CHECKS if tapped or not check.needs_tap]
-    if tapped:
-        try:
-            checks.append(_schema_check(run.frames))
-        except Exception as exc:
-            run.harness_errors.append(f"wire schema: {type(exc).__name__}: {exc}")
+    checks = [await _one(run, check) for check in CHECKS]
+    try:
+        if options.transport == "websocket":
+            checks.append(ws_checks.frames_schema_check(run.frames))
+        else:
+            checks.append(lp_checks.exchanges_schema_check(run.exchanges))
+    except Exception as exc:
+        run.harness_errors.append(f"wire schema: {type(exc).__name__}: {exc}")
     if run.harness_errors:
         checks.append(Check("harness", False, "; ".join(run.harness_errors)))
     return checks
