@@ -26,6 +26,7 @@ from conformance_support import (
     fixture,
     run_all,
     shared_bytecode,
+    warm_bytecode,
 )
 
 from treadle_conformance import format_report
@@ -147,6 +148,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
 
     async def main() -> dict[str, Outcome]:
         build = asyncio.ensure_future(build_go_worker(binary))
+        await warm_bytecode()
         return await run_all(_runs(build))
 
     with shared_bytecode(tmp_path_factory.getbasetemp() / "pycache"):

@@ -22,6 +22,7 @@ from conformance_support import (
     run_all,
     shared_bytecode,
     text_of,
+    warm_bytecode,
 )
 
 pytestmark = pytest.mark.timeout(180)
@@ -47,8 +48,12 @@ RUNS = {
 
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
+    async def main() -> dict[str, Outcome]:
+        await warm_bytecode()
+        return await run_all(RUNS)
+
     with shared_bytecode(tmp_path_factory.getbasetemp() / "pycache"):
-        return asyncio.run(run_all(RUNS))
+        return asyncio.run(main())
 
 
 def passes(worker_id: str) -> str:
