@@ -36,6 +36,7 @@ from treadle import Orchestrator, TaskRecord
 
 __all__ = [
     "CHAOS",
+    "CHAOS_WORKER",
     "LONGPOLL_WORKER",
     "WORKER",
     "ChaosResults",
@@ -54,6 +55,7 @@ TESTS: Final = Path(__file__).resolve().parents[1]
 WORKER: Final = TESTS / "server" / "worker_process.py"
 LONGPOLL_WORKER: Final = TESTS / "server" / "longpoll_worker.py"
 CHAOS: Final = Path(__file__).resolve().parent
+CHAOS_WORKER: Final = CHAOS / "chaos_worker.py"
 RESULTS_ENV: Final = "TREADLE_CHAOS_RESULTS"
 REQUESTS_AT_ONCE: Final = 32
 LONG_WAIT_MS: Final = 20_000

@@ -32,7 +32,7 @@ from typing import Any, Final
 import aiohttp
 import pytest
 from chaos_rig import (
-    CHAOS,
+    CHAOS_WORKER,
     FINISH_TIMEOUT,
     HOLD_TIMEOUT,
     ChaosResults,
@@ -63,7 +63,7 @@ STOP_BOUND_S: Final = 5.0
 """A stop must end within this: the worker shutdown wait (1 s here) and a margin."""
 PAD: Final = "p" * 65_536
 """Padding that makes task frames big enough to fill socket buffers."""
-BIG_PAD: Final = "p" * 900_000
+BIG_PAD: Final = "p" * 600_000
 """Padding that keeps a task under the 1 MiB body cap and fills buffers in a few frames."""
 
 
@@ -80,7 +80,7 @@ async def test_socket_drop(tmp_path: Path, chaos_results: ChaosResults, proven: 
     kind = "with" if proven else "without"
     audit = Audit(f"socket drop {kind} proven resume")
     config = fast_config(tmp_path, reconnect_grace_ms=3000)
-    script = None if proven else CHAOS / "chaos_worker.py"
+    extra = () if proven else ("--no-resume-proof",)
     async with (
         running_server(config) as server,
         FaultyLink(server.port) as link,
@@ -88,10 +88,15 @@ async def test_socket_drop(tmp_path: Path, chaos_results: ChaosResults, proven: 
         contextlib.AsyncExitStack() as stack,
     ):
         with LedgerWatch(server.orchestrator, audit) as watch:
-            options: dict[str, Any] = {"concurrency": 8, "work_ms": 150}
-            if script is not None:
-                options["script"] = script
-            worker = await start_worker(stack, link.ws_url(), "dropped", **options)
+            worker = await start_worker(
+                stack,
+                link.ws_url(),
+                "dropped",
+                concurrency=8,
+                work_ms=150,
+                script=CHAOS_WORKER,
+                extra=extra,
+            )
             await worker.registered()
             await submit_all(
                 http, server.url, audit, numbered("drop-", 200), visibilityTimeout=2000
@@ -227,7 +232,7 @@ async def test_half_open_connection_with_full_send_buffers(
             stack, link.ws_url(), "w-vanishing", concurrency=16, work_ms=300
         )
         await vanishing.registered()
-        inputs = {f"full-{i}": {"n": i, "pad": BIG_PAD} for i in range(32)}
+        inputs = {f"full-{i}": {"n": i, "pad": BIG_PAD} for i in range(24)}
         await submit_all(http, base, audit, inputs, visibilityTimeout=1000)
         await vanishing.until_event(
             lambda events: sum(e["event"] == "task" for e in events) >= 2,
@@ -237,13 +242,13 @@ async def test_half_open_connection_with_full_send_buffers(
         assert link.blackhole() == 1
         assert await vanishing.kill() == -signal.SIGKILL
         # the only worker is the vanished one: its attempts expire and come back to it, in
-        # 900 kB frames that can no longer leave; then a worker that reads arrives
+        # 600 kB frames that can no longer leave; then a worker that reads arrives
 
         def taken_back() -> list[dict[str, Any]]:
             return serve.logged("attempt taken back", worker_id="w-vanishing")
 
         await serve.until(
-            lambda: len(taken_back()) >= 32, HOLD_TIMEOUT, "two rounds of expired attempts"
+            lambda: len(taken_back()) >= 24, HOLD_TIMEOUT, "a second round of expired attempts"
         )
         with stopwatch() as elapsed:
             survivor = await start_worker(

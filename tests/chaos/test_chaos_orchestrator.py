@@ -34,6 +34,7 @@ from typing import Any, Final
 import aiohttp
 import pytest
 from chaos_rig import (
+    CHAOS_WORKER,
     FINISH_TIMEOUT,
     HOLD_TIMEOUT,
     ChaosResults,
@@ -56,7 +57,7 @@ from chaos_rig import (
 from ledger_audit import Audit, read_ledger
 from processes import free_port
 
-from harness import fast_config, running_server
+from harness import RawWorker, fast_config, running_server
 
 __all__ = ["chaos_results"]
 
@@ -64,11 +65,13 @@ STOP_BOUND_S: Final = 15.0
 """A SIGTERM'd orchestrator must exit within its shutdown wait (5 s here) and a margin."""
 FAST: Final = ("--sqlite-synchronous=normal", "--reconnect-grace-ms=2000")
 LEDGER_UNAVAILABLE: Final = "The task ledger is unavailable: "
-RESULT_WAIT_STOP_BOUND_S: Final = 5.0
+RESULT_WAIT_STOP_BOUND_S: Final = 4.0
 """SIGTERM with a result wait pending: the shutdown wait (1 s) and a margin."""
+LATE_SOCKET_STOP_BOUND_S: Final = 4.0
+"""SIGTERM with a socket opened during the drain: the shutdown wait (1 s) and a margin."""
 HEALTH_CHECKS: Final = 100
 MAX_CLAIM_FAILURES_PER_S: Final = 50.0
-SPACE_FREED_BOUND_S: Final = 6.0
+SPACE_FREED_BOUND_S: Final = 5.0
 """After the space is back, every task must end within this (leases are 1.5 s)."""
 
 
@@ -154,11 +157,11 @@ async def test_orchestrator_killed_under_load_and_restarted(
     async with contextlib.AsyncExitStack() as stack, aiohttp.ClientSession() as http:
         first = await start_serve(stack, "orchestrator (first run)", port, db, ended=ended)
         workers = await start_workers(stack, port, 2, concurrency=20, work_ms=20)
-        await submit_all(http, base, audit, numbered("kill-", 600), visibilityTimeout=3000)
+        await submit_all(http, base, audit, numbered("kill-", 400), visibilityTimeout=3000)
         late = asyncio.create_task(submit_through_the_crash(http, 100))
-        await first.until(lambda: first.ended_here >= 150, HOLD_TIMEOUT, "150 tasks to end")
+        await first.until(lambda: first.ended_here >= 100, HOLD_TIMEOUT, "100 tasks to end")
         assert await first.kill() == -signal.SIGKILL
-        assert first.ended_here < 600, "every task had ended before the kill: nothing tested"
+        assert first.ended_here < 400, "every task had ended before the kill: nothing tested"
         with stopwatch() as elapsed:
             second = await start_serve(stack, "orchestrator (restarted)", port, db, ended=ended)
             restarted.set()
@@ -249,24 +252,35 @@ async def test_orchestrator_sigterm_during_load(
 ) -> None:
     """SHUTDOWN-1, SHUTDOWN-3: a stop under load drains the workers (their running
     attempts finish and are acknowledged), exits 0 within the shutdown wait, and the
-    restarted orchestrator runs the rest."""
+    restarted orchestrator runs the rest.
+
+    The workers end their run on ``shutdown``, as the SDKs do (SDK-11), and new worker
+    processes come with the restarted orchestrator: a worker that reconnects *during*
+    the stop can hold it up (a known bug with its own test, below)."""
     audit = Audit("orchestrator SIGTERM (drain) during load, restart")
     port, db, ended = free_port(), tmp_path / "treadle.db", Counter[str]()
     base = f"http://127.0.0.1:{port}"
     flags = (*FAST, "--worker-shutdown-timeout-ms=5000")
+    options: dict[str, Any] = {
+        "concurrency": 10,
+        "work_ms": 150,
+        "script": CHAOS_WORKER,
+        "extra": ("--exit-on-shutdown",),
+    }
     async with contextlib.AsyncExitStack() as stack, aiohttp.ClientSession() as http:
         first = await start_serve(stack, "orchestrator (first run)", port, db, *flags, ended=ended)
-        workers = await start_workers(stack, port, 2, concurrency=10, work_ms=150)
+        drained = await start_workers(stack, port, 2, **options)
         await submit_all(http, base, audit, numbered("term-", 300))
         await first.until(lambda: first.ended_here >= 60, HOLD_TIMEOUT, "60 tasks to end")
         with stopwatch() as elapsed:
             assert await sigterm(first) == 0, first.said()
             stop_s = elapsed()
+            for worker in drained:
+                assert await worker.exit_code(STOP_BOUND_S) == 0, worker.said()
             second = await start_serve(
                 stack, "orchestrator (restarted)", port, db, *flags, ended=ended
             )
-            for worker in workers:
-                await worker.registered(2)
+            fresh = await start_workers(stack, port, 2, **options)
             await wait_terminal(http, base, audit.operation_ids, FINISH_TIMEOUT)
             recovery = elapsed()
         audit.metrics(
@@ -275,7 +289,7 @@ async def test_orchestrator_sigterm_during_load(
             ended=second.dispositions,
             ops_ended=second.ops_ended,
         )
-        await stop_and_feed(audit, workers)
+        await stop_and_feed(audit, [*drained, *fresh])
         assert await sigterm(second) == 0, second.said()
     ended_in_logs(audit, ended)
     late = first.logged("workers did not finish in time; closing them")
@@ -292,8 +306,47 @@ async def test_orchestrator_sigterm_during_load(
     )
     assert not late, late
     assert not taken_back, f"attempts lost in the drain were taken back: {taken_back[:3]}"
-    shutdowns = sum(len(w.of("shutdown")) for w in workers)
-    assert shutdowns == len(workers), shutdowns
+    shutdowns = sum(len(w.of("shutdown")) for w in drained)
+    assert shutdowns == len(drained), shutdowns
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="BUG: a worker socket opened while the orchestrator drains (and not registered) "
+    "keeps SIGTERM from finishing for a minute or more: the stop closes only the sessions "
+    "registered when it began, then runner.cleanup waits for the open stream handler",
+)
+async def test_orchestrator_sigterm_with_a_socket_opened_during_the_drain(
+    tmp_path: Path,
+) -> None:
+    """A worker (re)connecting during a stop — a rolling deploy, a reconnect loop — must
+    not hold the process past its shutdown wait."""
+    port = free_port()
+    async with contextlib.AsyncExitStack() as stack, aiohttp.ClientSession() as http:
+        serve = await start_serve(
+            stack,
+            "orchestrator",
+            port,
+            tmp_path / "treadle.db",
+            *FAST,
+            "--worker-shutdown-timeout-ms=1000",
+        )
+        holding = RawWorker(http, stream_url(port), "slow-to-drain")
+        await holding.register()  # it will not close on `shutdown`: the stop waits 1 s
+        assert serve.process is not None
+        serve.process.send_signal(signal.SIGTERM)
+        await serve.until(
+            lambda: bool(serve.logged("waiting for workers to finish")),
+            HOLD_TIMEOUT,
+            "the drain to begin",
+        )
+        late = await http.ws_connect(stream_url(port))  # upgraded, never registers
+        code = await serve.exit_code(LATE_SOCKET_STOP_BOUND_S)
+        await serve.reap()  # gone, if it was not: the sockets close at once
+        await late.close()
+        await holding.close()
+        assert code == 0, f"still running {LATE_SOCKET_STOP_BOUND_S} s after SIGTERM"
 
 
 # -- disk full ------------------------------------------------------------------------------------
