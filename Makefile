@@ -15,7 +15,7 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install run gen check-gen lint format vectors go bench-setup bench bench-smoke test clean
+.PHONY: help install run gen check-gen lint format vectors go bench-setup bench bench-smoke test chaos reliability-table clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -69,6 +69,19 @@ bench-smoke: bench-setup ## every benchmark scenario and peer, tiny counts, 1 ru
 
 test: install check-gen lint vectors go bench-smoke ## everything: generated code, lint, vectors, all tests
 	$(VENV)/bin/pytest
+
+CHAOS_RUNS ?= 1
+CHAOS_OUT := build/chaos-results
+chaos: install ## chaos scenarios, fuzzers, security checks → docs/reliability-results.json
+	rm -rf $(CHAOS_OUT)
+	for run in $$(seq $(CHAOS_RUNS)); do \
+		TREADLE_CHAOS_RESULTS=$(CHAOS_OUT) $(VENV)/bin/pytest tests/chaos -p no:cacheprovider \
+			--ignore=tests/chaos/test_reliability_doc.py; \
+	done
+	$(PY) tests/chaos/reliability_table.py collect $(CHAOS_OUT) docs/reliability-results.json
+
+reliability-table: install ## regenerate docs/reliability.md's tables from its results file
+	$(PY) tests/chaos/reliability_table.py render docs/reliability-results.json docs/reliability.md
 
 clean: ## remove the environments and caches
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .hypothesis
