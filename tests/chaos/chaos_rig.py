@@ -188,7 +188,7 @@ def session_of(worker: EventWorker) -> str | None:
 
 
 class ServeChild(OrchestratorChild):
-    """``treadle serve --log-format json``: its log read as events, counted by kind.
+    """``treadle serve --log-format json --log-level debug``: its log read as events, by kind.
 
     Keeps, per process, the dispositions of the ``task ended`` lines (for the metrics
     audit) and every line logged at error level or with a traceback (for the fuzzers:
@@ -258,7 +258,7 @@ async def start_serve(
     child = ServeChild(name, ended if ended is not None else Counter(), log)
     stack.push_async_callback(child.reap)
     argv = [str(TREADLE), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--db", str(db), "--log-format", "json", *flags]
+    argv += ["--db", str(db), "--log-format", "json", "--log-level", "debug", *flags]
     await child.start(argv, read="stderr")
     await child.until(
         lambda: child.listening and child.recovered, START_TIMEOUT, f"{name} to be ready"
