@@ -43,6 +43,7 @@ __all__ = [
     "EventWorker",
     "LedgerWatch",
     "ServeChild",
+    "audit_metrics",
     "chaos_results",
     "scrape",
     "start_serve",
@@ -419,6 +420,19 @@ async def wait_terminal(
 async def scrape(http: aiohttp.ClientSession, base: str) -> dict[str, float]:
     """The orchestrator's Prometheus samples."""
     return await metrics(http, f"{base}/v1/metrics")
+
+
+async def audit_metrics(
+    audit: Audit, http: aiohttp.ClientSession, base: str, serve: ServeChild, *, created: int
+) -> None:
+    """Hand the audit this orchestrator's metrics and the ``task ended`` lines it logged;
+    ``created`` is how many tasks this process itself accepted."""
+    audit.metrics(
+        await scrape(http, base),
+        created=created,
+        ended=serve.dispositions,
+        ops_ended=serve.ops_ended,
+    )
 
 
 async def workers_listed(http: aiohttp.ClientSession, base: str) -> dict[str, dict[str, Any]]:

@@ -37,12 +37,12 @@ from chaos_rig import (
     HOLD_TIMEOUT,
     ChaosResults,
     LedgerWatch,
+    audit_metrics,
     chaos_results,
     finish,
     held_by,
     judge,
     numbered,
-    scrape,
     start_serve,
     start_worker,
     stopwatch,
@@ -257,12 +257,7 @@ async def test_half_open_connection_with_full_send_buffers(
             await survivor.registered()
             await wait_terminal(http, base, audit.operation_ids, FINISH_TIMEOUT)
             recovery = elapsed()
-        audit.metrics(
-            await scrape(http, base),
-            created=len(inputs),
-            ended=serve.dispositions,
-            ops_ended=serve.ops_ended,
-        )
+        await audit_metrics(audit, http, base, serve, created=len(inputs))
         assert await survivor.stop() == 0, survivor.said()
         for worker in (vanishing, survivor):
             audit.worker_events(worker.events)

@@ -41,12 +41,12 @@ from chaos_rig import (
     EventWorker,
     LedgerWatch,
     ServeChild,
+    audit_metrics,
     chaos_results,
     finish,
     held_by,
     judge,
     numbered,
-    scrape,
     start_serve,
     start_worker,
     stopwatch,
@@ -170,12 +170,7 @@ async def test_orchestrator_killed_under_load_and_restarted(
                 await worker.registered(2)
             await wait_terminal(http, base, audit.operation_ids, FINISH_TIMEOUT)
             recovery = elapsed()
-        audit.metrics(
-            await scrape(http, base),
-            created=created_after_restart,
-            ended=second.dispositions,
-            ops_ended=second.ops_ended,
-        )
+        await audit_metrics(audit, http, base, second, created=created_after_restart)
         await stop_and_feed(audit, workers)
         assert await sigterm(second) == 0, second.said()
     ended_in_logs(audit, ended)
@@ -283,12 +278,7 @@ async def test_orchestrator_sigterm_during_load(
             fresh = await start_workers(stack, port, 2, **options)
             await wait_terminal(http, base, audit.operation_ids, FINISH_TIMEOUT)
             recovery = elapsed()
-        audit.metrics(
-            await scrape(http, base),
-            created=0,
-            ended=second.dispositions,
-            ops_ended=second.ops_ended,
-        )
+        await audit_metrics(audit, http, base, second, created=0)
         await stop_and_feed(audit, [*drained, *fresh])
         assert await sigterm(second) == 0, second.said()
     ended_in_logs(audit, ended)
@@ -357,6 +347,11 @@ async def fill_the_disk(
 ) -> tuple[int, dict[str, Any]]:
     """Cut the orchestrator's file-size limit to one byte, then submit: the answer."""
     limit_file_size(serve.pid, 1)
+    return await submit_refused(http, base)
+
+
+async def submit_refused(http: aiohttp.ClientSession, base: str) -> tuple[int, dict[str, Any]]:
+    """Submit the task the broken ledger must refuse (``refused``): the answer."""
     body = {"operationId": "refused", "activityName": "wf.echo", "input": {"n": -1}}
     async with http.post(f"{base}/api/v1/queues/default/tasks", json=body) as response:
         return response.status, await response.json()
@@ -384,12 +379,7 @@ async def test_disk_full_then_restart(tmp_path: Path, chaos_results: ChaosResult
             )
             await wait_terminal(http, base, audit.operation_ids, FINISH_TIMEOUT)
             recovery = elapsed()
-        audit.metrics(
-            await scrape(http, base),
-            created=0,
-            ended=second.dispositions,
-            ops_ended=second.ops_ended,
-        )
+        await audit_metrics(audit, http, base, second, created=0)
         await stop_and_feed(audit, workers)
         assert await sigterm(second) == 0, second.said()
     ended_in_logs(audit, ended)
@@ -445,12 +435,7 @@ async def test_disk_full_then_space_freed_without_restart(
             else:
                 recovery, note = elapsed(), None
         if recovery is not None:
-            audit.metrics(
-                await scrape(http, base),
-                created=len(audit.tasks),
-                ended=serve.dispositions,
-                ops_ended=serve.ops_ended,
-            )
+            await audit_metrics(audit, http, base, serve, created=len(audit.tasks))
         await stop_and_feed(audit, workers)
         assert await sigterm(serve) == 0, serve.said()
     ended_in_logs(audit, ended)
@@ -554,9 +539,7 @@ async def test_read_only_ledger(tmp_path: Path, chaos_results: ChaosResults) -> 
             ended=ended,
             transcript=tmp_path / "read-only.log",
         )
-        body = {"operationId": "refused", "activityName": "wf.echo", "input": {"n": -1}}
-        async with http.post(f"{base}/api/v1/queues/default/tasks", json=body) as response:
-            status, refusal = response.status, await response.json()
+        status, refusal = await submit_refused(http, base)
         details = {}
         for op in ("ro-0", "ro-99"):
             async with http.get(f"{base}/api/v1/tasks/detail/{op}") as response:
@@ -572,12 +555,7 @@ async def test_read_only_ledger(tmp_path: Path, chaos_results: ChaosResults) -> 
             workers = await start_workers(stack, port, 1, concurrency=8, work_ms=10)
             await wait_terminal(http, base, audit.operation_ids, FINISH_TIMEOUT)
             recovery = elapsed()
-        audit.metrics(
-            await scrape(http, base),
-            created=0,
-            ended=last.dispositions,
-            ops_ended=last.ops_ended,
-        )
+        await audit_metrics(audit, http, base, last, created=0)
         await stop_and_feed(audit, workers)
         assert await sigterm(last) == 0, last.said()
     ended_in_logs(audit, ended)
