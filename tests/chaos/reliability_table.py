@@ -41,6 +41,7 @@ SCENARIOS: Final = {
     "socket-drop-without-proof": "Socket drop, no proof of resume",
     "half-open": "Half-open connection (peer vanishes, no FIN)",
     "half-open-full-buffers": "Half-open connection, send buffers full",
+    "send-timeout": "Worker stops reading: dropped after the send timeout",
     "slow-reader": "Slow worker that reads frames late",
     "worker-flood": "Worker flooding results for tasks it does not own",
     "duplicate-resends": "Duplicate and conflicting resends",
@@ -70,6 +71,8 @@ SECURITY: Final = {
     "auth-constant-time": "Keys compared in constant time (every key, `hmac.compare_digest`)",
     "worker-isolation": "A worker cannot complete, heartbeat or cancel another's attempt",
     "origin-refused": "Origins that only look allowed are refused",
+    "origin-dns-rebinding": "A rebound name (matching `Host` and `Origin`) is not same-origin",
+    "origin-http-routes": 'Cross-origin "simple" POSTs to plain HTTP routes are refused',
 }
 
 

@@ -53,8 +53,9 @@ from chaos_rig import (
 from ledger_audit import Audit
 from netfault import FaultyLink
 from processes import free_port
+from workers import until
 
-from harness import fast_config, running_server
+from harness import RawWorker, fast_config, result_frame, running_server
 
 __all__ = ["chaos_results"]
 
@@ -202,12 +203,6 @@ async def test_half_open_connection(tmp_path: Path, chaos_results: ChaosResults)
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: a stop never ends while a task frame is blocked on a peer that stopped "
-    "reading (Dispatcher.idle waits for a claim stuck in ws.send_str)",
-)
 async def test_half_open_connection_with_full_send_buffers(
     tmp_path: Path, chaos_results: ChaosResults
 ) -> None:
@@ -276,6 +271,48 @@ async def test_half_open_connection_with_full_send_buffers(
     )
     assert code == 0, f"SIGTERM: still running after {STOP_BOUND_S} s\n{serve.said()}"
     assert report.clean
+
+
+async def test_a_peer_that_stops_reading_is_dropped_after_the_send_timeout(
+    tmp_path: Path, chaos_results: ChaosResults
+) -> None:
+    """``--worker-send-timeout-ms``: once the buffers towards a worker that stopped reading
+    are full, a send that cannot finish in time drops the socket, so its attempts go to
+    a worker that reads (without it they would wait for their leases, and be offered to
+    the same dead socket again)."""
+    audit = Audit("peer stops reading: dropped after the send timeout")
+    config = fast_config(tmp_path, worker_send_timeout_ms=300, reconnect_grace_ms=0)
+    async with (
+        running_server(config) as server,
+        FaultyLink(server.port, receive_buffer=4096) as link,
+        aiohttp.ClientSession() as http,
+    ):
+        with LedgerWatch(server.orchestrator, audit) as watch:
+            stuck = RawWorker(http, link.ws_url(), "w-stuck")
+            await stuck.register(concurrency=8)
+            link.hold_downstream()
+            inputs = {f"unread-{i}": {"n": i, "pad": BIG_PAD} for i in range(8)}
+            await submit_all(http, server.url, audit, inputs, visibilityTimeout=60_000)
+            with stopwatch() as elapsed:
+                await until(lambda: server.orchestrator.worker("w-stuck") is None, HOLD_TIMEOUT)
+                dropped_after = elapsed()
+            reader = RawWorker(http, server.ws_url(), "w-reader")
+            await reader.register(concurrency=8)
+            for _ in inputs:
+                task = await reader.recv_type("task", timeout=HOLD_TIMEOUT)
+                await reader.send(result_frame(task, value={"doubled": task["input"]["n"] * 2}))
+            await watch.until_all_ended(FINISH_TIMEOUT)
+            recovery = elapsed()
+            await reader.close()
+    await judge(
+        audit,
+        tmp_path / "treadle.db",
+        chaos_results,
+        "send-timeout",
+        recovery,
+        droppedAfterS=round(dropped_after, 2),
+    )
+    assert dropped_after < 30, "dropped by the lease, not by the send timeout"
 
 
 async def test_slow_reader(tmp_path: Path, chaos_results: ChaosResults) -> None:

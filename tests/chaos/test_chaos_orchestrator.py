@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
-import pytest
 from chaos_rig import (
     CHAOS_WORKER,
     FINISH_TIMEOUT,
@@ -300,13 +299,6 @@ async def test_orchestrator_sigterm_during_load(
     assert shutdowns == len(drained), shutdowns
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: a worker socket opened while the orchestrator drains (and not registered) "
-    "keeps SIGTERM from finishing for a minute or more: the stop closes only the sessions "
-    "registered when it began, then runner.cleanup waits for the open stream handler",
-)
 async def test_orchestrator_sigterm_with_a_socket_opened_during_the_drain(
     tmp_path: Path,
 ) -> None:
@@ -399,13 +391,6 @@ async def test_disk_full_then_restart(tmp_path: Path, chaos_results: ChaosResult
     assert refused_record is None, "a refused submission left a record"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: leases that expire while the ledger cannot be written are never taken back "
-    "once it can (Dispatcher.expire_due drops the due deadlines when take_back raises "
-    "StoreError); their tasks stay leased until a restart",
-)
 async def test_disk_full_then_space_freed_without_restart(
     tmp_path: Path, chaos_results: ChaosResults
 ) -> None:
@@ -420,7 +405,7 @@ async def test_disk_full_then_space_freed_without_restart(
         await serve.until(lambda: serve.ended_here >= 20, HOLD_TIMEOUT, "20 tasks to end")
         status, _ = await fill_the_disk(serve, http, base)
         await serve.until(
-            lambda: bool(serve.logged("lease scan failed")),
+            lambda: bool(serve.logged("take back failed; will retry")),
             HOLD_TIMEOUT,
             "a lease to expire while the disk is full",
         )
@@ -443,12 +428,6 @@ async def test_disk_full_then_space_freed_without_restart(
     assert status == 503
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: SIGTERM waits for every pending GET …/result?timeout= long wait to run out "
-    "(up to 60 s) before the process exits; the waits are not released at shutdown",
-)
 async def test_orchestrator_sigterm_with_a_client_waiting_for_a_result(tmp_path: Path) -> None:
     """A client waiting for a result must not hold the stop past the shutdown wait: it
     should get its 204 (still running) at once, as parked long-poll requests do."""
@@ -578,13 +557,6 @@ async def test_read_only_ledger(tmp_path: Path, chaos_results: ChaosResults) -> 
     assert details["ro-99"]["state"] == "queued", details
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: while the ledger refuses writes, a failed claim is retried at once and "
-    "forever (Dispatcher._claim re-adds the task and kicks the loop on StoreError): "
-    "a busy loop, thousands of error lines a second",
-)
 async def test_read_only_ledger_with_a_worker_waiting(tmp_path: Path) -> None:
     """With a worker connected, every queued task is a claim that cannot be written.  The
     dispatcher must back off (here: at most 50 claim failures a second in all) rather
@@ -608,7 +580,9 @@ async def test_read_only_ledger_with_a_worker_waiting(tmp_path: Path) -> None:
         def failures() -> int:
             return len(frozen.logged("claim failed; task stays queued"))
 
-        await frozen.until(lambda: failures() > 0, HOLD_TIMEOUT, "a claim to fail")
+        # the first match claims one task per free slot at once (4), before any has failed;
+        # what must not happen is what follows: measured from there
+        await frozen.until(lambda: failures() >= 4, HOLD_TIMEOUT, "the first claims to fail")
         before = failures()
         with stopwatch() as elapsed:
             for _ in range(HEALTH_CHECKS):

@@ -187,13 +187,6 @@ async def test_slowloris(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: a client that goes away in the middle of a request body is logged as an "
-    "orchestrator error with a traceback ('request failed', ConnectionResetError in "
-    "api/common.read_body, caught by the errors middleware as an internal error)",
-)
 async def test_bodies_cut_short(
     target: tuple[FuzzTarget, aiohttp.ClientSession], chaos_results: ChaosResults
 ) -> None:

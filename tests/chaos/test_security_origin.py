@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Final
 
 import aiohttp
-import pytest
 from chaos_rig import ChaosResults, chaos_results
 
 from harness import Server, fast_config, running_server
@@ -69,14 +68,9 @@ async def test_origins_that_are_not_allowed(tmp_path: Path, chaos_results: Chaos
     chaos_results.security("origin-refused", checks=len(refused) + 3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG (security): the same-origin test trusts the Host header — a page on an "
-    "attacker's domain that resolves to the orchestrator (DNS rebinding) sends a matching "
-    "Host and Origin and may open a worker socket (transport/ws.origin_allowed)",
-)
-async def test_dns_rebinding_is_not_same_origin(tmp_path: Path) -> None:
+async def test_dns_rebinding_is_not_same_origin(
+    tmp_path: Path, chaos_results: ChaosResults
+) -> None:
     """The browser of someone running a local orchestrator visits ``evil.test``, whose
     name is then rebound to 127.0.0.1: the upgrade carries ``Host: evil.test:<port>`` and
     ``Origin: http://evil.test:<port>``.  Only configured origins (and none) may pass."""
@@ -85,16 +79,18 @@ async def test_dns_rebinding_is_not_same_origin(tmp_path: Path) -> None:
         host = f"evil.test:{server.port}"
         status, _ = await upgrade_status(http, server, f"http://{host}", host=host)
         assert status == 403, status
+        async with http.post(
+            f"{server.url}/api/v1/queues/default/tasks",
+            data=b'{"activityName":"wf.echo"}',
+            headers={"Host": host, "Origin": f"http://{host}", "Content-Type": "text/plain"},
+        ) as response:
+            assert response.status == 403, response.status
+    chaos_results.security("origin-dns-rebinding", checks=2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG (security): Origin is checked only on the WebSocket upgrade — with auth off "
-    "(the local default) any web page can submit, cancel and drain through 'simple' "
-    "cross-origin POSTs (Content-Type text/plain, no CORS preflight)",
-)
-async def test_cross_origin_http_requests_are_refused(tmp_path: Path) -> None:
+async def test_cross_origin_http_requests_are_refused(
+    tmp_path: Path, chaos_results: ChaosResults
+) -> None:
     """A page on ``https://evil.test`` posts to a local orchestrator the way a browser
     lets any page post: the request must be refused as the upgrade would be (WS-4)."""
     config = fast_config(tmp_path, allowed_origins=(ALLOWED,))
@@ -110,3 +106,5 @@ async def test_cross_origin_http_requests_are_refused(tmp_path: Path) -> None:
             async with http.post(server.url + path, data=body, headers=simple) as response:
                 answers[path] = response.status
         assert set(answers.values()) == {403}, answers
+        assert len(server.orchestrator.book) == 0, "a refused request reached the ledger"
+    chaos_results.security("origin-http-routes", checks=len(attempts))

@@ -291,14 +291,18 @@ class FlakyStore(GatedStore):
         super().__init__()
         self.release.set()
         self.broken = False
+        self.refused: list[tuple[str, str]] = []
+        """(operation id, new state) of every write refused, in order."""
 
     async def swap(self, record: TaskRecord, expected_generation: int) -> bool:
         if self.broken:
+            self.refused.append((record.operation_id, record.state))
             raise StoreError("the disk is full")
         return await self.inner.swap(record, expected_generation)
 
     async def swap_many(self, swaps: Sequence[tuple[TaskRecord, int]]) -> list[bool]:
         if self.broken:
+            self.refused.extend((record.operation_id, record.state) for record, _ in swaps)
             raise StoreError("the disk is full")
         return await self.inner.swap_many(swaps)
 

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from longpoll_http import GatedStore
+from longpoll_http import FlakyStore, GatedStore
 
 from harness import (
     PROMETHEUS,
@@ -93,6 +93,29 @@ async def test_readyz_is_503_until_recovery_finishes(
         assert await asyncio.wait_for(orchestrator.wait_ready(), WAIT) is True
         assert await get_json(http, f"{server.url}/readyz") == (200, {"ready": True})
         assert (await submit(http, server))["state"] == "queued"
+
+
+async def test_readyz_is_503_while_the_ledger_refuses_writes(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """A disk-full or read-only ledger: ready again after the next write succeeds."""
+    store = FlakyStore()
+    orchestrator = Orchestrator(fast_config(tmp_path), store=store)
+    async with serving(orchestrator) as server:
+        assert await asyncio.wait_for(orchestrator.wait_ready(), WAIT) is True
+        first, second = await submit(http, server), await submit(http, server)
+        store.broken = True
+        url = f"{server.url}{API}/tasks/detail/{first['operationId']}/cancel"
+        async with http.post(url, json={}) as response:
+            assert response.status == 503
+        expected = {"ready": False, "ledger": "the last write was refused: the disk is full"}
+        assert await get_json(http, f"{server.url}/readyz") == (503, expected)
+        assert await get_json(http, f"{server.url}/healthz") == (200, {"ok": True})
+        store.broken = False
+        url = f"{server.url}{API}/tasks/detail/{second['operationId']}/cancel"
+        async with http.post(url, json={}) as response:
+            assert response.status == 202
+        assert await get_json(http, f"{server.url}/readyz") == (200, {"ready": True})
 
 
 async def test_readyz_stays_503_when_recovery_fails(

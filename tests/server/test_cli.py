@@ -69,6 +69,8 @@ def test_flags_become_config() -> None:
         "--reconnect-grace-ms", "9000",
         "--expiry-scan-interval-ms", "5",
         "--worker-shutdown-timeout-ms", "0",
+        "--worker-send-timeout-ms", "250",
+        "--worker-ping-interval-ms", "0",
         "--payload-max-bytes", "100",
         "--cancel-settle-ms", "50",
         "--allowed-origin", "https://a.example",
@@ -88,6 +90,8 @@ def test_flags_become_config() -> None:
         reconnect_grace_ms=5000,  # clamped, not rejected
         expiry_scan_interval_ms=5,
         worker_shutdown_timeout_ms=0,
+        worker_send_timeout_ms=250,
+        worker_ping_interval_ms=0,
         payload_max_bytes=100,
         cancel_settle_ms=50,
         allowed_origins=("https://a.example", "http://b.example:8080"),

@@ -41,6 +41,8 @@ def test_reconnect_grace_is_clamped_not_refused(given: int, clamped: int) -> Non
         ({"max_body_bytes": 10}, "max_body_bytes must be at least 1024"),
         ({"payload_max_bytes": 0}, "payload_max_bytes must be at least 1"),
         ({"cancel_settle_ms": -1}, "cancel_settle_ms must be"),
+        ({"worker_send_timeout_ms": 0}, "worker_send_timeout_ms must be at least 1"),
+        ({"worker_ping_interval_ms": -1}, "worker_ping_interval_ms must be ≥ 0"),
     ],
 )
 def test_invalid_settings_are_refused_by_name(changes: dict[str, object], message: str) -> None:

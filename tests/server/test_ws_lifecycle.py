@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from harness import RawWorker, fast_config, result_of, running_server, submit
+from harness import RawWorker, fast_config, result_frame, result_of, running_server, submit
 
 
 async def nothing_for(worker: RawWorker, seconds: float) -> None:
@@ -172,3 +172,47 @@ async def test_unproven_resume_requeues_before_the_ack(
         await back.result(again, "new")
         assert await back.recv() == ack(again)
         await back.close()
+
+
+# -- liveness: ping a silent socket (--worker-ping-interval-ms) ------------------------------
+
+
+async def test_a_silent_socket_that_answers_pings_stays(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """Pings come only after silence, and a pong is all a worker needs to stay."""
+    async with running_server(fast_config(tmp_path, worker_ping_interval_ms=100)) as server:
+        worker = RawWorker(http, server.ws_url(), "w-quiet")
+        worker.ws = await http.ws_connect(server.ws_url(), autoping=False)
+        await worker.register()
+        for _ in range(3):
+            message = await worker.socket.receive(timeout=5)
+            assert message.type == aiohttp.WSMsgType.PING, message
+            await worker.socket.pong(message.data)
+        listed = server.orchestrator.worker("w-quiet")
+        assert listed is not None
+        assert listed["connected"] is True
+        await worker.close()
+
+
+async def test_a_silent_socket_that_never_answers_is_dropped(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """A peer gone without a FIN (here: one that reads pings but never answers) loses
+    its session, and its attempt moves to another worker."""
+    config = fast_config(tmp_path, worker_ping_interval_ms=100, reconnect_grace_ms=0)
+    async with running_server(config) as server:
+        gone = RawWorker(http, server.ws_url(), "w-gone")
+        gone.ws = await http.ws_connect(server.ws_url(), autoping=False)
+        await gone.register()
+        submitted = await submit(http, server)
+        assert (await gone.recv_type("task"))["operationId"] == submitted["operationId"]
+        code, _ = await gone.closed(timeout=5)
+        assert code is not None
+        other = RawWorker(http, server.ws_url(), "w-other")
+        await other.register()
+        task = await other.recv_type("task")
+        assert (task["operationId"], task["attempt"]) == (submitted["operationId"], 2)
+        await other.send(result_frame(task, value="ok"))
+        assert (await result_of(http, server, submitted["operationId"]))["value"] == "ok"
+        await other.close()

@@ -29,11 +29,12 @@ from aiohttp import web
 
 from .api import system, tasks
 from .api.common import CONFIG, ORCHESTRATOR, Handler, errors, scoped
+from .api.origins import cross_origin, origin_allowed
 from .config import ServerConfig
 from .orchestrator import Orchestrator
 from .submission import QUEUE_PATTERN
 from .transport import longpoll
-from .transport.ws import origin_allowed, serve_worker_stream
+from .transport.ws import serve_worker_stream
 
 __all__ = ["create_app", "serve", "ssl_context", "stop"]
 
@@ -52,7 +53,11 @@ async def _worker_stream(request: web.Request) -> web.StreamResponse:
             {"error": "Cross-origin WebSocket upgrade not allowed"}, status=403
         )
     return await serve_worker_stream(
-        request, request.app[ORCHESTRATOR].gateway, max_frame_bytes=config.max_frame_bytes
+        request,
+        request.app[ORCHESTRATOR].gateway,
+        max_frame_bytes=config.max_frame_bytes,
+        send_timeout_s=config.worker_send_timeout_ms / 1000,
+        ping_interval_s=config.worker_ping_interval_ms / 1000 or None,
     )
 
 
@@ -70,7 +75,9 @@ def _routes() -> list[tuple[str, str, Handler, str | None]]:
 def create_app(config: ServerConfig, orchestrator: Orchestrator | None = None) -> web.Application:
     """The application for ``config`` (an orchestrator is made if none is given)."""
     orch = orchestrator or Orchestrator(config)
-    app = web.Application(client_max_size=config.max_body_bytes + 1, middlewares=[errors])
+    app = web.Application(
+        client_max_size=config.max_body_bytes + 1, middlewares=[errors, cross_origin]
+    )
     app[CONFIG] = config
     app[ORCHESTRATOR] = orch
     for method, path, handler, scope in _routes():

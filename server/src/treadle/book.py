@@ -21,10 +21,11 @@ ones are read from the store on demand.  Callers waiting for a task to end
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Final
 
-from .errors import ConflictError
+from .errors import ConflictError, StoreError
 from .ledger import TaskRecord
 from .store import Store
 
@@ -43,10 +44,13 @@ class TaskBook:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._live: dict[str, TaskRecord] = {}
-        self._waiters: dict[str, list[asyncio.Future[TaskRecord]]] = {}
+        self._waiters: dict[str, list[asyncio.Future[TaskRecord | None]]] = {}
+        self._released = False
         self._listeners: list[Listener] = []
         self._swaps: list[tuple[TaskRecord, int, asyncio.Future[bool]]] = []
         self._writes: set[asyncio.Task[None]] = set()
+        self.write_error: str | None = None
+        """Why the last write failed, if the store refused it; ``None`` after a success."""
 
     def listen(self, listener: Listener) -> None:
         """Call ``listener(before, after)`` after every successful write."""
@@ -79,14 +83,17 @@ class TaskBook:
 
     async def insert(self, record: TaskRecord) -> bool:
         """Create the record; ``False`` if the operation id exists."""
-        if not await self._store.insert(record):
+        with self._watched():
+            inserted = await self._store.insert(record)
+        if not inserted:
             return False
         self._remember(None, record)
         return True
 
     async def insert_many(self, records: Sequence[TaskRecord]) -> list[TaskRecord | None]:
         """Create the new records in one transaction (see :meth:`Store.insert_many`)."""
-        existing = await self._store.insert_many(records)
+        with self._watched():
+            existing = await self._store.insert_many(records)
         for record, found in zip(records, existing, strict=True):
             if found is None:
                 self._remember(None, record)
@@ -130,7 +137,10 @@ class TaskBook:
 
     async def _write(self, batch: list[tuple[TaskRecord, int, asyncio.Future[bool]]]) -> None:
         try:
-            won = await self._store.swap_many([(record, expected) for record, expected, _ in batch])
+            with self._watched():
+                won = await self._store.swap_many(
+                    [(record, expected) for record, expected, _ in batch]
+                )
         except Exception as exc:
             for _, _, future in batch:
                 if not future.done():
@@ -139,6 +149,16 @@ class TaskBook:
         for (_, _, future), ok in zip(batch, won, strict=True):
             if not future.done():
                 future.set_result(ok)
+
+    @contextlib.contextmanager
+    def _watched(self) -> Iterator[None]:
+        """Keep :attr:`write_error` current around one store write."""
+        try:
+            yield
+        except StoreError as exc:
+            self.write_error = str(exc) or type(exc).__name__
+            raise
+        self.write_error = None
 
     def _refresh(self, record: TaskRecord) -> None:
         cached = self._live.get(record.operation_id)
@@ -162,17 +182,28 @@ class TaskBook:
         for listener in self._listeners:
             listener(before, after)
 
+    def release_waiters(self) -> None:
+        """Answer every :meth:`wait_terminal`, now and later, with ``None`` (shutdown)."""
+        self._released = True
+        for futures in self._waiters.values():
+            for future in futures:
+                if not future.done():
+                    future.set_result(None)
+
     def _wake(self, record: TaskRecord) -> None:
         for future in self._waiters.pop(record.operation_id, ()):
             if not future.done():
                 future.set_result(record)
 
     async def wait_terminal(self, operation_id: str, timeout: float) -> TaskRecord | None:  # noqa: ASYNC109
-        """The terminal record once the task ends, or ``None`` after ``timeout`` seconds."""
+        """The terminal record once the task ends, or ``None`` after ``timeout`` seconds
+        (or at once, once :meth:`release_waiters` was called)."""
         record = await self.get(operation_id)
         if record is None or record.state == "terminal":
             return record
-        future: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
+        if self._released:
+            return None
+        future: asyncio.Future[TaskRecord | None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(operation_id, []).append(future)
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)

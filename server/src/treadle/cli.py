@@ -90,6 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=_env("WORKER_SHUTDOWN_TIMEOUT_MS", "30000"),
     )
+    run.add_argument(
+        "--worker-send-timeout-ms",
+        type=int,
+        default=_env("WORKER_SEND_TIMEOUT_MS", "30000"),
+        help="close a worker socket that cannot take a frame for this long",
+    )
+    run.add_argument(
+        "--worker-ping-interval-ms",
+        type=int,
+        default=_env("WORKER_PING_INTERVAL_MS", "30000"),
+        help="ping a silent worker socket this often; drop it without a pong (0: off)",
+    )
     run.add_argument("--payload-max-bytes", type=int, default=_env("PAYLOAD_MAX_BYTES"))
     run.add_argument("--cancel-settle-ms", type=int, default=_env("CANCEL_SETTLE_MS"))
     run.add_argument(
@@ -120,6 +132,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         reconnect_grace_ms=args.reconnect_grace_ms,
         session_lease_ms=args.session_lease_ms,
         worker_shutdown_timeout_ms=args.worker_shutdown_timeout_ms,
+        worker_send_timeout_ms=args.worker_send_timeout_ms,
+        worker_ping_interval_ms=args.worker_ping_interval_ms,
         payload_max_bytes=None if args.payload_max_bytes is None else int(args.payload_max_bytes),
         cancel_settle_ms=None if args.cancel_settle_ms is None else int(args.cancel_settle_ms),
     )

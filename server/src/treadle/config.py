@@ -82,6 +82,12 @@ class ServerConfig:
     session_lease_ms: int = 60_000
     """A long-poll worker session unheard of for this long expires (SESS-5)."""
     worker_shutdown_timeout_ms: int = 30_000
+    worker_send_timeout_ms: int = 30_000
+    worker_ping_interval_ms: int = 30_000
+    """A worker socket silent for this long is pinged, and dropped if no pong comes within
+    half as long (a vanished peer, no FIN); frames received count as life.  0: off."""
+    """A frame a worker socket cannot take within this long (the peer stopped reading, or
+    vanished without a FIN) closes that socket, so its attempts come back (WS only)."""
     max_frame_bytes: int = 4 * 1024 * 1024
     max_body_bytes: int = 1024 * 1024
     payload_max_bytes: int | None = None
@@ -108,6 +114,10 @@ class ServerConfig:
             )
         _require(self.expiry_scan_interval_ms >= 1, "expiry_scan_interval_ms must be at least 1")
         _require(self.worker_shutdown_timeout_ms >= 0, "worker_shutdown_timeout_ms must be ≥ 0")
+        _require(self.worker_send_timeout_ms >= 1, "worker_send_timeout_ms must be at least 1")
+        _require(
+            self.worker_ping_interval_ms >= 0, "worker_ping_interval_ms must be ≥ 0 (0 is off)"
+        )
         _require(self.session_lease_ms >= 1, "session_lease_ms must be at least 1")
         _require(self.max_frame_bytes >= 1024, "max_frame_bytes must be at least 1024")
         _require(self.max_body_bytes >= 1024, "max_body_bytes must be at least 1024")

@@ -15,6 +15,14 @@ it, if it was being cancelled), free the slot, and index the task again.
 :meth:`Dispatcher.unclaim` undoes a lease whose frame never left — a socket
 that closed or a poll that was answered while the lease was being written —
 without counting the attempt.
+
+A ledger that refuses writes (disk full, read-only) must not turn either
+direction into a busy loop or a loss: a claim that cannot be written puts
+its task back and holds matching for a backoff that doubles up to
+:data:`MAX_HOLD_MS` (:class:`StoreHold`), then lets one claim at a time
+probe the ledger until one succeeds; and an attempt that cannot be
+taken back keeps its deadline entry a little later, so the lease scan tries
+again until the ledger takes the write.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Final
 
 import structlog
 
@@ -37,10 +46,52 @@ from .ledger import NO_DETAILS, TaskRecord
 from .metrics import Metrics
 from .registry import InFlight, Registry, WorkerSession
 
-__all__ = ["Dispatcher", "pending_of"]
+__all__ = ["MAX_HOLD_MS", "MIN_HOLD_MS", "Dispatcher", "StoreHold", "pending_of"]
 
 log = structlog.get_logger("treadle.dispatch")
 Clock = Callable[[], int]
+MIN_HOLD_MS: Final = 50
+MAX_HOLD_MS: Final = 2000
+"""Matching pauses this long (doubling from :data:`MIN_HOLD_MS`) after a claim the ledger
+refused, and a take-back the ledger refused is tried again this long after."""
+
+
+class StoreHold:
+    """Backoff after ledger write failures, sans I/O: no claims until ``until``."""
+
+    def __init__(self) -> None:
+        self.until = 0
+        self._delay = 0
+
+    def failed(self, now: int) -> int:
+        """A write failed at ``now``; returns the delay (ms) before the next try.
+
+        Failures during a hold (claims that were already under way) do not
+        lengthen it: one burst of refusals is one step of the backoff."""
+        if now < self.until:
+            return self.until - now
+        self._delay = min(max(self._delay * 2, MIN_HOLD_MS), MAX_HOLD_MS)
+        self.until = now + self._delay
+        return self._delay
+
+    def succeeded(self) -> None:
+        self._delay = 0
+        self.until = 0
+
+    @property
+    def failing(self) -> bool:
+        """The last write failed, and none has succeeded since."""
+        return self._delay > 0
+
+    def holding(self, now: int) -> bool:
+        return now < self.until
+
+    def lapsed(self, now: int) -> bool:
+        """``True`` once, when a hold is over (the delay is kept until a success)."""
+        if self.until and now >= self.until:
+            self.until = 0
+            return True
+        return False
 
 
 def pending_of(record: TaskRecord, ready_ns: int = 0) -> Pending:
@@ -97,6 +148,7 @@ class Dispatcher:
         self._cancel_settle_ms = cancel_settle_ms
         self._wake = asyncio.Event()
         self._claims: set[asyncio.Task[None]] = set()
+        self._hold = StoreHold()
         self.paused = False
 
     # -- the loop --------------------------------------------------------------
@@ -127,6 +179,10 @@ class Dispatcher:
 
     def match(self) -> int:
         """Pair ready tasks with free workers, reserving slots; returns claims started."""
+        if self._hold.holding(self._clock()):
+            return 0  # the lease scan kicks the loop when the hold is over
+        if self._hold.failing and self._claims:
+            return 0  # after a refused write, one claim at a time probes the ledger
         started = 0
         for queue, activity in self._backlog.ready_keys():
             while True:
@@ -141,12 +197,21 @@ class Dispatcher:
                 self._claims.add(claim)
                 claim.add_done_callback(self._claims.discard)
                 started += 1
+                if self._hold.failing:
+                    return started
         return started
 
-    async def idle(self) -> None:
-        """Wait for the claims in progress (shutdown, tests)."""
+    async def idle(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+        """Wait for the claims in progress (shutdown, tests), at most ``timeout`` seconds;
+        ``False`` if some are still running then (none is cancelled)."""
+        loop = asyncio.get_running_loop()
+        end = None if timeout is None else loop.time() + timeout
         while self._claims:
-            await asyncio.gather(*list(self._claims), return_exceptions=True)
+            left = None if end is None else end - loop.time()
+            if left is not None and left <= 0:
+                return False
+            await asyncio.wait(list(self._claims), timeout=left)
+        return True
 
     # -- claim -----------------------------------------------------------------
 
@@ -176,12 +241,17 @@ class Dispatcher:
             return
         except (ConflictError, StoreError) as exc:
             self._registry.unreserve(session)
+            retry_ms = self._hold.failed(self._clock()) if isinstance(exc, StoreError) else 0
             log.error(
-                "claim failed; task stays queued", operation_id=pending.operation_id, error=str(exc)
+                "claim failed; task stays queued",
+                operation_id=pending.operation_id,
+                error=str(exc),
+                retry_in_ms=retry_ms,
             )
             self._backlog.add(pending, now)
             self.kick()
             return
+        self._hold.succeeded()
         self._registry.hold(
             session,
             InFlight(
@@ -238,6 +308,18 @@ class Dispatcher:
         except (TransitionError, KeyError):
             self._registry.release(operation_id, token)
             return None
+        except (ConflictError, StoreError) as exc:
+            # the attempt stays leased, and so its slot held: try again shortly
+            retry_at = self._clock() + MAX_HOLD_MS
+            self._deadlines.push(retry_at, operation_id, token)
+            log.error(
+                "take back failed; will retry",
+                operation_id=operation_id,
+                reason=reason,
+                error=str(exc),
+                retry_in_ms=MAX_HOLD_MS,
+            )
+            return None
         session = self._registry.release(operation_id, token)
         log.info(
             "attempt taken back",
@@ -280,7 +362,7 @@ class Dispatcher:
     async def expire_due(self) -> None:
         """Take back every attempt whose deadline has passed (the lease scan)."""
         now = self._clock()
-        if self._backlog.promote(now):
+        if self._backlog.promote(now) | self._hold.lapsed(now):
             self.kick()
         due = self._deadlines.due(now)
         if not due:

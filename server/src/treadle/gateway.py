@@ -90,6 +90,8 @@ class WorkerGateway:
         self._grace: dict[str, asyncio.TimerHandle] = {}
         self._orphans: dict[str, dict[str, TaskRecord]] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._sockets: set[Connection] = set()
+        self._sealed = False
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)
@@ -263,8 +265,18 @@ class WorkerGateway:
 
     # -- disconnect, grace and forfeit (reference §9) ----------------------------
 
+    def opened(self, connection: Connection) -> bool:
+        """A worker socket was accepted; ``False`` once the stop has closed every socket
+        (the caller closes it at once).  Until then even an unregistered socket is
+        tracked, so that the stop can close it."""
+        if self._sealed:
+            return False
+        self._sockets.add(connection)
+        return True
+
     def disconnected(self, connection: Connection) -> None:
         """A socket closed.  Events of sockets no longer bound are ignored (GRACE-5)."""
+        self._sockets.discard(connection)
         session = self._registry.bound_to(connection)
         if session is None:
             return
@@ -637,17 +649,15 @@ class WorkerGateway:
         has no socket: its parked polls are answered, new polls get
         ``session_draining``, and it finishes when its last attempt's result is
         in (the HTTP listener stays up meanwhile; see :func:`treadle.app.stop`).
+        Workers still there at the timeout are closed, and so is every other
+        socket — one that never registered, or opened during the drain — so
+        nothing holds the stop.
         """
         self.stopping = True
         for poller in self._registry.pollers():  # queue-scoped polls: answered "no task" now
             if poller.connection is not None:
                 await poller.connection.send(build.shutdown())
         sessions = [s for s in self._registry if s.connection is not None]
-        for session in sessions:
-            assert session.connection is not None
-            await session.connection.send(build.shutdown())
-            if session.transport == "long-poll" and not session.in_flight:
-                await session.connection.close(1000, "drained")
         connections = [s.connection for s in sessions if s.connection is not None]
         if connections:
             log.info(
@@ -656,18 +666,35 @@ class WorkerGateway:
                 in_flight=sum(len(s.in_flight) for s in sessions),
                 timeout_ms=timeout_ms,
             )
-            waits = [asyncio.create_task(c.wait_closed()) for c in connections]
-            _, pending = await asyncio.wait(waits, timeout=timeout_ms / 1000)
+            # each its own task: a peer that stopped reading must not hold the others
+            drains = [asyncio.create_task(self._drain(s)) for s in sessions]
+            _, pending = await asyncio.wait(drains, timeout=timeout_ms / 1000)
             for task in pending:
                 task.cancel()
+            await asyncio.gather(*drains, return_exceptions=True)
             late = [c for c in connections if not c.closed]
             if late:
                 log.warning("workers did not finish in time; closing them", count=len(late))
-            for connection in late:
-                await connection.close(1001, "server shutting down")
+            await self._close_all(late)
+        self._sealed = True
+        await self._close_all([c for c in self._sockets if not c.closed])
         for handle in self._grace.values():
             handle.cancel()
         self._grace.clear()
+
+    async def _drain(self, session: WorkerSession) -> None:
+        connection = session.connection
+        assert connection is not None
+        await connection.send(build.shutdown())
+        if session.transport == "long-poll" and not session.in_flight:
+            await connection.close(1000, "drained")
+        await connection.wait_closed()
+
+    @staticmethod
+    async def _close_all(connections: list[Connection]) -> None:
+        await asyncio.gather(
+            *(c.close(1001, "server shutting down") for c in connections), return_exceptions=True
+        )
 
     def _on_idle(self, session: WorkerSession) -> None:
         """A session's last attempt ended: a draining long-poll session is now finished."""

@@ -247,11 +247,17 @@ class Orchestrator:
             return
         self._stopped = True
         self._accepting = False
+        self.book.release_waiters()  # result long-waits answer "still running" now
+        wait_s = self.config.worker_shutdown_timeout_ms / 1000
         if self._dispatcher is not None:
             self._dispatcher.paused = True
-            await self._dispatcher.idle()
+            # frames being sent go out before `shutdown`, unless a peer stopped reading
+            await self._dispatcher.idle(timeout=wait_s)
         if self._gateway is not None:
             await self._gateway.shutdown_workers(self.config.worker_shutdown_timeout_ms)
+        if self._dispatcher is not None:
+            await self._dispatcher.idle()  # every socket is closed now: no send can block
+        if self._gateway is not None:
             await self._gateway.settle()
         for loop in self._loops:
             loop.cancel()

@@ -75,10 +75,15 @@ async def read_body(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise BodyError(too_large(request.content_length, limit))
     raw = bytearray()
-    async for chunk in request.content.iter_chunked(65536):
-        raw += chunk
-        if len(raw) > limit:
-            raise BodyError(too_large(len(raw), limit))
+    try:
+        async for chunk in request.content.iter_chunked(65536):
+            raw += chunk
+            if len(raw) > limit:
+                raise BodyError(too_large(len(raw), limit))
+    except ConnectionResetError:
+        # the client went away mid-body: its business, not an orchestrator error
+        log.info("client left before sending its body", method=request.method, path=request.path)
+        raise BodyError(error(400, "Request body incomplete: the connection closed")) from None
     return bytes(raw)
 
 

@@ -86,7 +86,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ready = request.app[ORCHESTRATOR].ready
+    orchestrator = request.app[ORCHESTRATOR]
+    refused = orchestrator.book.write_error
+    if orchestrator.ready and refused is not None:
+        # accepted work is kept, but nothing new can be: send traffic elsewhere
+        return json({"ready": False, "ledger": f"the last write was refused: {refused}"}, 503)
+    ready = orchestrator.ready
     return json({"ready": ready}, 200 if ready else 503)
 
 

@@ -1,8 +1,8 @@
 """The WebSocket worker stream: ``/api/v1/tasks/{queue}/stream`` (and ``/v1/...``).
 
-A thin adapter.  It upgrades (after the Origin check; auth ran in the
-middleware), reads frames, parses each with ``treadle_protocol`` in Weft's
-order, and hands parsed messages to the :class:`~treadle.gateway.WorkerGateway`.
+A thin adapter.  It upgrades (the route checked Origin and auth before),
+reads frames, parses each with ``treadle_protocol`` in Weft's order, and
+hands parsed messages to the :class:`~treadle.gateway.WorkerGateway`.
 Fatal parse errors send the error frame and close with its code (1002, or
 1008 after ``registerError``); the close reason is the error code (CLOSE-3).
 Frames over the 4 MiB cap are refused by aiohttp before parsing, which closes
@@ -28,24 +28,42 @@ from treadle_protocol.jsonjs import dumps
 
 from ..gateway import WorkerGateway
 
-__all__ = ["WebSocketConnection", "origin_allowed", "serve_worker_stream"]
+__all__ = ["WebSocketConnection", "serve_worker_stream"]
 
 log = structlog.get_logger("treadle.ws")
 CLOSE_TIMEOUT_S: Final = 0.01
 """Force-terminate this long after sending a close frame (CLOSE-3: about 10 ms)."""
+CLOSE_SEND_TIMEOUT_S: Final = 1.0
+"""A close frame the peer has not taken within this long is given up: the socket is aborted."""
 
 
 class WebSocketConnection:
-    """:class:`~treadle.registry.Connection` over an aiohttp ``WebSocketResponse``."""
+    """:class:`~treadle.registry.Connection` over an aiohttp ``WebSocketResponse``.
 
-    def __init__(self, ws: web.WebSocketResponse, peer: str | None) -> None:
+    Every send is bounded by ``send_timeout_s``: a peer that stops reading (or
+    vanished without a FIN) fills the socket buffers and would otherwise hold
+    the sender — a claim, the shutdown — forever.  Past the bound the socket
+    is aborted, so the read loop ends and the worker's attempts come back.
+    """
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        peer: str | None,
+        *,
+        transport: asyncio.Transport | None = None,
+        send_timeout_s: float = 30.0,
+    ) -> None:
         self._ws = ws
         self.peer = peer
+        self._transport = transport
+        self._send_timeout_s = send_timeout_s
+        self._aborted = False
         self._closed = asyncio.Event()
 
     @property
     def closed(self) -> bool:
-        return self._ws.closed or self._closed.is_set()
+        return self._aborted or self._ws.closed or self._closed.is_set()
 
     @property
     def demand(self) -> None:
@@ -55,29 +73,42 @@ class WebSocketConnection:
         if self.closed:
             return False
         try:
-            await self._ws.send_str(dumps(message).decode("utf-8"))
+            async with asyncio.timeout(self._send_timeout_s):
+                await self._ws.send_str(dumps(message).decode("utf-8"))
+        except TimeoutError:
+            log.warning(
+                "worker socket takes no frames; dropping it",
+                peer=self.peer,
+                send_timeout_ms=round(self._send_timeout_s * 1000),
+            )
+            self.abort()
+            return False
         except (ConnectionError, RuntimeError):
             # a peer that went away is the close path's business, not the sender's
             return False
         return True
 
     async def close(self, code: int, reason: str) -> None:
-        await self._ws.close(code=code, message=reason.encode("utf-8"))
+        """Send a close frame; abort instead if the peer does not take it in time."""
+        if self._aborted:
+            return
+        try:
+            async with asyncio.timeout(min(self._send_timeout_s, CLOSE_SEND_TIMEOUT_S)):
+                await self._ws.close(code=code, message=reason.encode("utf-8"))
+        except TimeoutError:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the connection at once (no close frame): its read loop ends."""
+        self._aborted = True
+        if self._transport is not None:
+            self._transport.abort()
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
 
     def mark_closed(self) -> None:
         self._closed.set()
-
-
-def origin_allowed(request: web.Request, allowed: tuple[str, ...]) -> bool:
-    """WS-4: no Origin (a native client), a same-origin page, or a configured origin."""
-    origin = request.headers.get("Origin")
-    if origin is None or origin in allowed:
-        return True
-    host = request.headers.get("Host", "")
-    return origin in (f"http://{host}", f"https://{host}")
 
 
 async def _logged(coro: Coroutine[Any, Any, None]) -> None:
@@ -136,18 +167,35 @@ class _Stream:
 
 
 async def serve_worker_stream(
-    request: web.Request, gateway: WorkerGateway, *, max_frame_bytes: int
+    request: web.Request,
+    gateway: WorkerGateway,
+    *,
+    max_frame_bytes: int,
+    send_timeout_s: float = 30.0,
+    ping_interval_s: float | None = None,
 ) -> web.StreamResponse:
-    """Run one worker socket to its end."""
+    """Run one worker socket to its end.
+
+    With ``ping_interval_s``, a socket that has received nothing for that long
+    is pinged, and closed if no pong comes within half of it (aiohttp's
+    ``heartbeat``): a peer that vanished without a FIN is found even when
+    nothing is being sent to it.
+    """
     queue = request.match_info["queue"]
     ws = web.WebSocketResponse(
         # aiohttp refuses a payload *equal* to max_msg_size; the cap itself is allowed (FRAME-3)
         max_msg_size=max_frame_bytes + 1,
         timeout=CLOSE_TIMEOUT_S,
         compress=False,
+        heartbeat=ping_interval_s,
     )
     await ws.prepare(request)
-    connection = WebSocketConnection(ws, request.remote)
+    connection = WebSocketConnection(
+        ws, request.remote, transport=request.transport, send_timeout_s=send_timeout_s
+    )
+    if not gateway.opened(connection):  # the stop has closed every socket already
+        await connection.close(1001, "server shutting down")
+        return ws
     stream = _Stream(gateway, connection, queue)
     try:
         async for message in ws:
