@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from treadle_protocol import jsonjs
 from treadle_protocol.errors import InvalidJsonError
 from treadle_protocol.jsonjs import (
     canonical_json,
@@ -88,3 +91,45 @@ def test_utf8_length_counts_a_lone_surrogate_as_three_bytes() -> None:
 def test_dumps_falls_back_for_values_orjson_cannot_write() -> None:
     assert dumps({"n": 2**70, "s": "\ud800"}) == b'{"n":1.1805916207174113e+21,"s":"\\ud800"}'
     assert dumps({"a": [1, None]}) == b'{"a":[1,null]}'
+
+
+_TEXT = st.text(
+    st.one_of(
+        st.characters(min_codepoint=0, max_codepoint=0x7F),  # controls, quotes, backslash, DEL
+        st.characters(codec=None),
+    ),
+    max_size=8,
+)
+_JSON = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**54), 2**54),
+        st.sampled_from([2**53 - 1, -(2**53) + 1, 2**53, 2**64, 0.0, -0.0, 1.0, 1e21, 0.5]),
+        st.floats(allow_nan=False, allow_infinity=False),
+        _TEXT,
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.one_of(_TEXT, st.integers(0, 20).map(str)), inner, max_size=4),
+    ),
+    max_leaves=16,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_JSON)
+def test_canonical_json_fast_path_matches_the_reference_writer(value: object) -> None:
+    assert canonical_json(value) == jsonjs._canonical_json_reference(value)
+
+
+def test_canonical_json_falls_back_for_what_orjson_writes_differently() -> None:
+    assert canonical_json({"b": 1.0, "a": 2**53}) == '{"a":9007199254740992,"b":1}'
+    assert canonical_json([1e21, -0.0]) == "[1e+21,0]"
+    assert canonical_json({"\ue000": 1, "😀": 2}) == '{"😀":2,"\ue000":1}'
+    with pytest.raises(TypeError):
+        canonical_json((1, 2))  # not JSON here, though orjson would write an array
+    deep: list[object] = []
+    for _ in range(300):  # deeper than orjson writes
+        deep = [deep]
+    assert canonical_json(deep) == "[" * 301 + "]" * 301

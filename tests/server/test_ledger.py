@@ -192,3 +192,28 @@ def test_a_dead_letter_keeps_the_result_and_clearing_ends_the_task() -> None:
         clear_dead_letter(cleared, now=T0 + 10)
     failed = dead_letter(leased(), token="tok-1", status="cancelled", error="stop", now=T0)
     assert clear_dead_letter(failed, now=T0).disposition == "failed"
+
+
+def test_transitions_build_the_record_dataclasses_replace_would() -> None:
+    import dataclasses
+
+    record = requeue(leased(retry_policy=RetryPolicy(max_attempts=5)), now=T0 + 1)
+    after = lease(record, token="tok-2", worker_id="w2", now=T0 + 2)
+    expected = dataclasses.replace(
+        record,
+        generation=record.generation + 1,
+        state="leased",
+        attempt_token="tok-2",
+        worker_id="w2",
+        lease_deadline=T0 + 2 + 1000,
+        attempt_deadline=T0 + 2 + 6000,
+    )
+    assert type(after) is TaskRecord
+    assert after == expected
+    for field in dataclasses.fields(TaskRecord):
+        assert getattr(after, field.name) == getattr(expected, field.name), field.name
+    assert after.last_heartbeat_details is NO_DETAILS
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        after.state = "queued"  # type: ignore[misc]
+    assert record.state == "queued"  # the old record is untouched
+    assert record.attempt_token is None

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field, replace
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any, Final, Literal
 
 from treadle_protocol import JsonValue, ResultStatusValue, TaskDispositionValue
@@ -157,8 +159,30 @@ class TaskRecord:
         return detail
 
 
+_FIELD_NAMES: Final = tuple(f.name for f in fields(TaskRecord))
+_FIELD_INDEX: Final = {name: index for index, name in enumerate(_FIELD_NAMES)}
+_GENERATION: Final = _FIELD_INDEX["generation"]
+_read_fields: Final = operator.attrgetter(*_FIELD_NAMES)
+_SLOT_SETTERS: Final[tuple[Callable[[TaskRecord, Any], None], ...]] = tuple(
+    TaskRecord.__dict__[name].__set__ for name in _FIELD_NAMES
+)
+
+
 def _next(record: TaskRecord, **changes: Any) -> TaskRecord:
-    return replace(record, generation=record.generation + 1, **changes)
+    """``record`` with ``changes`` and the generation bumped by one.
+
+    What ``dataclasses.replace`` returns, at about half its cost (it runs twice per task):
+    every field is read in one ``attrgetter`` call and the slots of a new instance are set
+    directly, which is all the generated ``__init__`` does (there is no ``__post_init__``).
+    """
+    values = list(_read_fields(record))
+    for name, value in changes.items():
+        values[_FIELD_INDEX[name]] = value
+    values[_GENERATION] = record.generation + 1
+    copy = object.__new__(TaskRecord)
+    for set_slot, value in zip(_SLOT_SETTERS, values, strict=True):
+        set_slot(copy, value)
+    return copy
 
 
 def new_task(

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from .config import ServerConfig
 from .dispatch import Dispatcher, pending_of
 from .errors import NotReadyError, TaskExistsError, TransitionError, UnknownTaskError
 from .gateway import WorkerGateway
+from .ids import new_operation_id
 from .leases import Deadlines
 from .ledger import TaskRecord
 from .metrics import Metrics, Snapshot
@@ -328,7 +328,7 @@ class Orchestrator:
     @staticmethod
     def _new_record(request: TaskRequest, now: int) -> TaskRecord:
         return ledger.new_task(
-            operation_id=request.operation_id or str(uuid.uuid4()),
+            operation_id=request.operation_id or new_operation_id(),
             queue=request.queue,
             activity_name=request.activity_name,
             input=request.input,
