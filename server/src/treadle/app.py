@@ -19,6 +19,7 @@ sockets, and only then runs the runner's cleanup.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import signal
 import ssl
@@ -34,12 +35,14 @@ from .config import ServerConfig
 from .orchestrator import Orchestrator
 from .submission import QUEUE_PATTERN
 from .transport import longpoll
+from .transport.liveness import Liveness
 from .transport.ws import serve_worker_stream
 
 __all__ = ["create_app", "serve", "ssl_context", "stop"]
 
 log = structlog.get_logger("treadle")
 QUEUE = f"{{queue:{QUEUE_PATTERN.pattern}}}"
+LIVENESS = web.AppKey("liveness", Liveness)
 _RAW_STREAM_PATH = re.compile(rf"(?:/api)?/v1/tasks/{QUEUE_PATTERN.pattern}/stream")
 
 
@@ -57,7 +60,7 @@ async def _worker_stream(request: web.Request) -> web.StreamResponse:
         request.app[ORCHESTRATOR].gateway,
         max_frame_bytes=config.max_frame_bytes,
         send_timeout_s=config.worker_send_timeout_ms / 1000,
-        ping_interval_s=config.worker_ping_interval_ms / 1000 or None,
+        liveness=request.app.get(LIVENESS),
     )
 
 
@@ -83,9 +86,17 @@ def create_app(config: ServerConfig, orchestrator: Orchestrator | None = None) -
     for method, path, handler, scope in _routes():
         app.router.add_route(method, path, scoped(scope, handler))
 
+    if config.worker_ping_interval_ms:
+        app[LIVENESS] = Liveness(config.worker_ping_interval_ms / 1000)
+
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await orch.start(recover_in_background=True)
+        sweeping = asyncio.create_task(app[LIVENESS].run()) if LIVENESS in app else None
         yield
+        if sweeping is not None:
+            sweeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeping
         await orch.stop()  # a no-op after stop(); a last resort otherwise
 
     app.cleanup_ctx.append(lifecycle)

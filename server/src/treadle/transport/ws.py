@@ -17,6 +17,7 @@ busy worker's results reach the store's group commit together.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Coroutine, Mapping
 from typing import Any, Final
 
@@ -27,6 +28,7 @@ from treadle_protocol import FrameRejection, parse_worker_frame
 from treadle_protocol.jsonjs import dumps
 
 from ..gateway import WorkerGateway
+from .liveness import Liveness
 
 __all__ = ["WebSocketConnection", "serve_worker_stream"]
 
@@ -60,6 +62,9 @@ class WebSocketConnection:
         self._send_timeout_s = send_timeout_s
         self._aborted = False
         self._closed = asyncio.Event()
+        self.last_seen = time.monotonic()
+        self.pinged_at: float | None = None
+        self._pings: set[asyncio.Task[None]] = set()
 
     @property
     def closed(self) -> bool:
@@ -97,6 +102,25 @@ class WebSocketConnection:
                 await self._ws.close(code=code, message=reason.encode("utf-8"))
         except TimeoutError:
             self.abort()
+
+    def received(self) -> None:
+        """A frame arrived: the peer is alive (see :mod:`.liveness`)."""
+        self.last_seen = time.monotonic()
+        self.pinged_at = None
+
+    def ping(self) -> None:
+        task = asyncio.create_task(self._ping())
+        self._pings.add(task)
+        task.add_done_callback(self._pings.discard)
+
+    async def _ping(self) -> None:
+        try:
+            async with asyncio.timeout(self._send_timeout_s):
+                await self._ws.ping()
+        except TimeoutError:
+            self.abort()
+        except (ConnectionError, RuntimeError):
+            pass  # closing already
 
     def abort(self) -> None:
         """Drop the connection at once (no close frame): its read loop ends."""
@@ -172,14 +196,12 @@ async def serve_worker_stream(
     *,
     max_frame_bytes: int,
     send_timeout_s: float = 30.0,
-    ping_interval_s: float | None = None,
+    liveness: Liveness | None = None,
 ) -> web.StreamResponse:
-    """Run one worker socket to its end.
+    """Run one worker socket to its end; ``liveness`` pings it when it falls silent.
 
-    With ``ping_interval_s``, a socket that has received nothing for that long
-    is pinged, and closed if no pong comes within half of it (aiohttp's
-    ``heartbeat``): a peer that vanished without a FIN is found even when
-    nothing is being sent to it.
+    Pings and pongs are handled here rather than by aiohttp (``autoping`` off),
+    so that a pong counts as a frame received.
     """
     queue = request.match_info["queue"]
     ws = web.WebSocketResponse(
@@ -187,7 +209,7 @@ async def serve_worker_stream(
         max_msg_size=max_frame_bytes + 1,
         timeout=CLOSE_TIMEOUT_S,
         compress=False,
-        heartbeat=ping_interval_s,
+        autoping=False,
     )
     await ws.prepare(request)
     connection = WebSocketConnection(
@@ -197,17 +219,27 @@ async def serve_worker_stream(
         await connection.close(1001, "server shutting down")
         return ws
     stream = _Stream(gateway, connection, queue)
+    if liveness is not None:
+        liveness.add(connection)
     try:
         async for message in ws:
+            connection.received()
             if message.type == WSMsgType.TEXT:
                 data = message.data
             elif message.type == WSMsgType.BINARY:
                 data = message.data.decode("utf-8", errors="replace")  # FRAME-2
+            elif message.type == WSMsgType.PING:
+                await ws.pong(message.data)
+                continue
+            elif message.type == WSMsgType.PONG:
+                continue
             else:
                 break
             if not await stream.handle(data):
                 break
     finally:
+        if liveness is not None:
+            liveness.discard(connection)
         if stream.registration is not None:
             await asyncio.gather(stream.registration, return_exceptions=True)
         if stream.work:
