@@ -169,6 +169,7 @@ def _targets(results: dict[str, Any]) -> list[list[str]]:
     if poll:
         idle = poll.get("idle_cpu_percent_of_core", {}).get("median")
         p99 = poll.get("submit_to_claim_p99_ms", {}).get("median")
+        after = poll.get("answer_to_claim_p99_ms", {}).get("median")
         polls = poll.get("runs", [{}])[0].get("parked_polls")
         rows += [
             [
@@ -178,7 +179,7 @@ def _targets(results: dict[str, Any]) -> list[list[str]]:
             ],
             [
                 f"{_num(polls)} parked polls: a task reaches a poll in ≤ 5 ms p99",
-                f"submit → claim p99 {_num(p99)} ms",
+                f"submit → claim p99 {_num(p99)} ms (from the submit's answer: {_num(after)} ms)",
                 _verdict(_check(p99, lambda v: v <= 5)),
             ],
         ]

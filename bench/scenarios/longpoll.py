@@ -5,7 +5,8 @@ One run:
 1. a fresh orchestrator with no WebSocket worker (a queue-scoped poll only gets a task no
    registered worker can take); one ``timeout=0`` poll warms the path up; baseline RSS;
 2. ``polls`` requests ``GET /api/v1/tasks/default?activity=bench.noop&timeout=30000`` are
-   sent, each on its own connection, and the harness scrapes ``treadle_longpoll_parked``
+   sent, each on its own keep-alive connection (an answered poll parks again on the same
+   connection, as SDK workers do), and the harness scrapes ``treadle_longpoll_parked``
    until the orchestrator holds them all; RSS again (per parked poll);
 3. **idle CPU**: the orchestrator's CPU time over a window in which nothing happens but the
    polls waiting (the window is shorter than the poll timeout, so none is answered meanwhile);
@@ -114,7 +115,7 @@ async def long_poll_parking(
         raise BenchError(
             f"the idle window must be shorter than the poll timeout ({POLL_TIMEOUT_MS} ms)"
         )
-    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
     async with (
         contextlib.AsyncExitStack() as stack,
