@@ -342,6 +342,29 @@ async def fill_the_disk(
     return await submit_refused(http, base)
 
 
+async def run_into_a_full_disk(
+    stack: contextlib.AsyncExitStack,
+    http: aiohttp.ClientSession,
+    audit: Audit,
+    db: Path,
+    ended: Counter[str],
+    *,
+    name: str,
+    prefix: str,
+) -> tuple[ServeChild, int, list[EventWorker], int, dict[str, Any]]:
+    """The disk-full scenarios' first act: an orchestrator and one worker (concurrency 8)
+    run 150 tasks until 20 have ended, then the disk fills.  Returns the orchestrator, its
+    port, the workers and the answer to the submission the full disk refused."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    serve = await start_serve(stack, name, port, db, *FAST, ended=ended)
+    workers = await start_workers(stack, port, 1, concurrency=8, work_ms=100)
+    await submit_all(http, base, audit, numbered(prefix, 150), visibilityTimeout=1500)
+    await serve.until(lambda: serve.ended_here >= 20, HOLD_TIMEOUT, "20 tasks to end")
+    status, refusal = await fill_the_disk(serve, http, base)
+    return serve, port, workers, status, refusal
+
+
 async def submit_refused(http: aiohttp.ClientSession, base: str) -> tuple[int, dict[str, Any]]:
     """Submit the task the broken ledger must refuse (``refused``): the answer."""
     body = {"operationId": "refused", "activityName": "wf.echo", "input": {"n": -1}}
@@ -351,14 +374,12 @@ async def submit_refused(http: aiohttp.ClientSession, base: str) -> tuple[int, d
 
 async def test_disk_full_then_restart(tmp_path: Path, chaos_results: ChaosResults) -> None:
     audit = Audit("disk full, then restart with space")
-    port, db, ended = free_port(), tmp_path / "treadle.db", Counter[str]()
-    base = f"http://127.0.0.1:{port}"
+    db, ended = tmp_path / "treadle.db", Counter[str]()
     async with contextlib.AsyncExitStack() as stack, aiohttp.ClientSession() as http:
-        first = await start_serve(stack, "orchestrator (first run)", port, db, *FAST, ended=ended)
-        workers = await start_workers(stack, port, 1, concurrency=8, work_ms=100)
-        await submit_all(http, base, audit, numbered("full-", 150), visibilityTimeout=1500)
-        await first.until(lambda: first.ended_here >= 20, HOLD_TIMEOUT, "20 tasks to end")
-        status, refusal = await fill_the_disk(first, http, base)
+        first, port, workers, status, refusal = await run_into_a_full_disk(
+            stack, http, audit, db, ended, name="orchestrator (first run)", prefix="full-"
+        )
+        base = f"http://127.0.0.1:{port}"
         await first.until(
             lambda: bool(first.logged("result not committed; the worker will resend")),
             HOLD_TIMEOUT,
@@ -396,14 +417,12 @@ async def test_disk_full_then_space_freed_without_restart(
 ) -> None:
     """Once space is back, the same orchestrator must finish every accepted task."""
     audit = Audit("disk full, then space freed (no restart)")
-    port, db, ended = free_port(), tmp_path / "treadle.db", Counter[str]()
-    base = f"http://127.0.0.1:{port}"
+    db, ended = tmp_path / "treadle.db", Counter[str]()
     async with contextlib.AsyncExitStack() as stack, aiohttp.ClientSession() as http:
-        serve = await start_serve(stack, "orchestrator", port, db, *FAST, ended=ended)
-        workers = await start_workers(stack, port, 1, concurrency=8, work_ms=100)
-        await submit_all(http, base, audit, numbered("space-", 150), visibilityTimeout=1500)
-        await serve.until(lambda: serve.ended_here >= 20, HOLD_TIMEOUT, "20 tasks to end")
-        status, _ = await fill_the_disk(serve, http, base)
+        serve, port, workers, status, _ = await run_into_a_full_disk(
+            stack, http, audit, db, ended, name="orchestrator", prefix="space-"
+        )
+        base = f"http://127.0.0.1:{port}"
         await serve.until(
             lambda: bool(serve.logged("take back failed; will retry")),
             HOLD_TIMEOUT,
